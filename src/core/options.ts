@@ -1,0 +1,129 @@
+/**
+ * The one options table. Each option has one name and one meaning everywhere:
+ * yargs reads it, config files are checked against it, and docs/options.md is
+ * generated from it (`npm run docs:options`). Add an option here, then name it
+ * in the commands that take it.
+ */
+import { DstorError } from "./errors.js";
+import { parseSize } from "./units.js";
+
+/** The value types an option can have. */
+export type OptionType = "string" | "number" | "boolean" | "size" | "list";
+
+/** One row of the options table. */
+export interface OptionSpec {
+  /** Long flag name, kebab-case, without dashes. */
+  name: string;
+  type: OptionType;
+  /** Default value, already in its parsed form (sizes in bytes). */
+  default?: string | number | boolean | string[];
+  /** One sentence for `--help` and the docs. */
+  help: string;
+  /** Single-letter alias, if any. */
+  alias?: string;
+  /** Allowed values, if the option is an enumeration. */
+  choices?: readonly string[];
+}
+
+/** Every option dstor understands. Keep sorted by name. */
+export const OPTIONS = [
+  { name: "cache-dir", type: "string", help: "Directory for the decrypted segment cache and write-back staging (default: HOME/cache)." },
+  { name: "cache-size", type: "size", default: 1024 * 1024 * 1024, help: "Largest size of the in-memory decrypted segment cache, e.g. 1GiB." },
+  { name: "chain-rpc", type: "string", help: "JSON-RPC URL of an EVM chain to use instead of the embedded local chain." },
+  { name: "farmer-count", type: "number", default: 10, help: "How many local farmer processes `dstor up` starts." },
+  { name: "farmers", type: "list", help: "Farmers to use, as a comma-separated list of libp2p multiaddrs (in addition to those found on-chain)." },
+  { name: "home", type: "string", default: "./.dstor-local", help: "Directory holding this node's keys, databases and state." },
+  { name: "json", type: "boolean", default: false, help: "Print machine-readable JSON instead of text." },
+  { name: "listen", type: "list", default: ["/ip4/127.0.0.1/tcp/0"], help: "libp2p listen multiaddrs, comma-separated." },
+  { name: "price-tb-month", type: "number", default: 1.5, help: "Farmer's price in tokens per TB (10^12 bytes) per 30-day month." },
+  { name: "quota", type: "size", default: 10 * 1000 ** 3, help: "Disk space a farmer offers, e.g. 500GB." },
+  { name: "redundancy", type: "string", default: "4/6/8/10", help: "Erasure-coding strategy k/repair/optimal/total, e.g. 10/14/20/30." },
+  { name: "segment-size", type: "size", default: 8 * 1024 * 1024, help: "Plaintext bytes per segment, e.g. 8MiB." },
+  { name: "storage", type: "string", help: "Directory where a farmer keeps pieces." },
+] as const satisfies readonly OptionSpec[];
+
+/** Names of all options in the table. */
+export type OptionName = (typeof OPTIONS)[number]["name"];
+
+const BY_NAME = new Map<string, OptionSpec>(OPTIONS.map((o) => [o.name, o]));
+
+/** The table row for `name`; throws `INVALID_ARGUMENT` for an unknown name. */
+export function optionSpec(name: OptionName): OptionSpec {
+  const spec = BY_NAME.get(name);
+  if (spec === undefined) throw new DstorError("INVALID_ARGUMENT", `unknown option --${name}`);
+  return spec;
+}
+
+/**
+ * Parses a raw value (from the command line or a config file) by the table's
+ * type for `name`. Throws `INVALID_OPTION` with a message naming the option.
+ */
+export function parseOptionValue(name: OptionName, raw: unknown): string | number | boolean | string[] {
+  const spec = optionSpec(name);
+  const bad = (expected: string): never => {
+    throw new DstorError("INVALID_OPTION", `--${name} expects ${expected}, got ${JSON.stringify(raw)}`);
+  };
+  switch (spec.type) {
+    case "string":
+      if (typeof raw !== "string") bad("text");
+      if (spec.choices !== undefined && !spec.choices.includes(raw as string)) bad(`one of ${spec.choices.join(", ")}`);
+      return raw as string;
+    case "number": {
+      const n = typeof raw === "number" ? raw : typeof raw === "string" && raw.trim() !== "" ? Number(raw) : Number.NaN;
+      if (!Number.isFinite(n)) bad("a number");
+      return n;
+    }
+    case "boolean":
+      if (typeof raw === "boolean") return raw;
+      if (raw === "true" || raw === "1") return true;
+      if (raw === "false" || raw === "0") return false;
+      return bad("true or false");
+    case "size":
+      if (typeof raw !== "string" && typeof raw !== "number") bad("a size such as 500GB");
+      return parseSize(raw as string | number, `--${name}`);
+    case "list": {
+      const items = Array.isArray(raw) ? raw : typeof raw === "string" ? [raw] : bad("a comma-separated list");
+      return (items as unknown[]).flatMap((item) =>
+        String(item)
+          .split(",")
+          .map((s) => s.trim())
+          .filter((s) => s.length > 0),
+      );
+    }
+  }
+}
+
+/** Minimal view of the yargs builder that {@link addOptions} needs. */
+export interface OptionSink {
+  option(name: string, config: Record<string, unknown>): unknown;
+}
+
+/**
+ * Registers the named options on a yargs builder, with their help, defaults,
+ * aliases and a coercion through {@link parseOptionValue}.
+ */
+export function addOptions<T extends OptionSink>(yargs: T, names: readonly OptionName[]): T {
+  for (const name of names) {
+    const spec = optionSpec(name);
+    const config: Record<string, unknown> = {
+      describe: spec.help,
+      type: spec.type === "boolean" ? "boolean" : spec.type === "number" ? "number" : "string",
+      coerce: (raw: unknown) => (raw === undefined ? raw : parseOptionValue(name, raw)),
+    };
+    if (spec.default !== undefined) config.default = spec.default;
+    if (spec.alias !== undefined) config.alias = spec.alias;
+    if (spec.choices !== undefined) config.choices = spec.choices;
+    if (spec.type === "list") config.array = false;
+    yargs.option(name, config);
+  }
+  return yargs;
+}
+
+/** Renders the options table as Markdown, for docs/options.md. */
+export function optionsMarkdown(): string {
+  const rows = OPTIONS.map((o: OptionSpec) => {
+    const def = o.default === undefined ? "" : `\`${Array.isArray(o.default) ? o.default.join(",") : String(o.default)}\``;
+    return `| \`--${o.name}\` | ${o.type} | ${def} | ${o.help} |`;
+  });
+  return ["| option | type | default | meaning |", "| --- | --- | --- | --- |", ...rows, ""].join("\n");
+}
