@@ -6,7 +6,7 @@ SHELL := bash
 
 TS_SOURCES := $(shell find src test scripts -name '*.ts' -not -path 'src/chain/generated/*')
 NATIVE_SOURCES := $(wildcard native-bindings/*.c native-bindings/*.h native-bindings/binding.gyp native-bindings/build.sh)
-CONTRACT_SOURCES := $(wildcard contracts/*.sol) scripts/compile-contracts.mjs
+CONTRACT_SOURCES := $(wildcard contracts/*.sol scripts/compile-contracts.mjs)
 NATIVE_ADDON := native-bindings/build/Release/dstor_native.node
 CONTRACTS_TS := src/chain/generated/contracts.ts
 STAMPS := .stamps
