@@ -1,0 +1,187 @@
+/**
+ * The data path of one segment, both ways.
+ *
+ *   plaintext ─► seal (AES-256-GCM, 64 KiB blocks, fresh salt) ─► erasure
+ *   encode (k data + parity pieces) ─► one Merkle root per piece
+ *
+ *   k pieces ─► check each against its root ─► erasure decode ─► open
+ *
+ * Design notes.
+ * - The sealed segment is handed to the erasure coder, which lays it out as k
+ *   data chunks plus parity in one allocation per segment; data pieces are
+ *   views of that buffer (one extra copy of the sealed bytes, a few percent of
+ *   the encode cost, bought for a coder API that owns its layout).
+ * - Every piece is hashed exactly once: its Merkle root is both its integrity
+ *   hash (checked on every download) and the commitment audits prove against.
+ * - Salt, plaintext length and piece roots are what metadata keeps per write;
+ *   with the file key and file id they are all a reader needs.
+ * - This module depends only on the narrow {@link SegmentCoder} and
+ *   {@link PieceHasher} interfaces below; src/pipeline/index.ts composes them
+ *   from src/erasure and src/crypto.
+ */
+import { DstorError } from "../core/errors.js";
+import { openSegment, sealedLength, sealSegment } from "../crypto/aead.js";
+import { bytesEqual } from "../crypto/bytes.js";
+import { deriveSegmentKey, generateSegmentSalt, segmentId } from "../crypto/keys.js";
+import { derivePieceId } from "../crypto/piece-id.js";
+
+/** The erasure coder as the pipeline needs it. */
+export interface SegmentCoder {
+  /** k: pieces needed to decode; total: pieces produced by {@link encode}. */
+  readonly strategy: { readonly k: number; readonly total: number };
+  /** Bytes in each piece of a segment of `segmentLength` bytes. */
+  pieceSize(segmentLength: number): number;
+  /** Encodes a segment into `total` pieces of {@link pieceSize} bytes. */
+  encode(segment: Uint8Array): Uint8Array[];
+  /** Rebuilds the first `segmentLength` bytes from any k pieces (by piece number). */
+  decode(pieces: ReadonlyMap<number, Uint8Array>, segmentLength: number): Uint8Array;
+}
+
+/** Computes piece Merkle roots (src/crypto/merkle.ts). */
+export interface PieceHasher {
+  /** The Merkle root of each piece, in order. */
+  roots(pieces: readonly Uint8Array[]): Uint8Array[];
+}
+
+/** Components of the segment pipeline. */
+export interface SegmentPipelineComponents {
+  coder: SegmentCoder;
+  hasher: PieceHasher;
+}
+
+/** The per-file secrets the pipeline needs (from encrypted metadata and the phrase). */
+export interface FileSecrets {
+  /** The file's random 32-byte key. */
+  fileKey: Uint8Array;
+  /** The file's random 16-byte id. */
+  fileId: Uint8Array;
+  /** The renter's piece-id key (from the phrase). */
+  pieceIdKey: Uint8Array;
+}
+
+/** One piece of an encoded segment. */
+export interface EncodedPiece {
+  /** Piece number, 0 … total−1 (0 … k−1 are the data pieces). */
+  number: number;
+  /** The 32-byte piece id farmers know it by. */
+  id: Uint8Array;
+  /** The piece's Merkle root (integrity hash). */
+  root: Uint8Array;
+  /** The piece bytes. */
+  data: Uint8Array;
+}
+
+/** What metadata keeps about one write of a segment. */
+export interface SegmentRecord {
+  /** Segment index within the file. */
+  index: number;
+  /** The fresh random salt of this write. */
+  salt: Uint8Array;
+  /** Plaintext bytes in the segment. */
+  plaintextLength: number;
+  /** Bytes in each piece. */
+  pieceSize: number;
+  /** Piece ids, by piece number. */
+  pieceIds: Uint8Array[];
+  /** Piece Merkle roots, by piece number. */
+  pieceRoots: Uint8Array[];
+}
+
+/** An encoded segment: its record and the pieces to upload. */
+export interface EncodedSegment {
+  record: SegmentRecord;
+  pieces: EncodedPiece[];
+}
+
+/**
+ * Seals and encodes one segment under a fresh salt. Every call draws a new
+ * salt, so re-encoding the same segment never reuses a key.
+ */
+export function encodeSegment(
+  components: SegmentPipelineComponents,
+  secrets: FileSecrets,
+  index: number,
+  plaintext: Uint8Array,
+): EncodedSegment {
+  const { coder, hasher } = components;
+  const salt = generateSegmentSalt();
+  const id = segmentId(secrets.fileId, index);
+  const key = deriveSegmentKey(secrets.fileKey, index, salt);
+  const sealed = sealSegment(key, id, plaintext);
+  const pieceSize = coder.pieceSize(sealed.byteLength);
+  const datas = coder.encode(sealed);
+  const roots = hasher.roots(datas);
+  const pieces = datas.map((data, number) => ({
+    number,
+    id: derivePieceId(secrets.pieceIdKey, id, salt, number),
+    root: roots[number]!,
+    data,
+  }));
+  return {
+    record: {
+      index,
+      salt,
+      plaintextLength: plaintext.byteLength,
+      pieceSize,
+      pieceIds: pieces.map((p) => p.id),
+      pieceRoots: roots,
+    },
+    pieces,
+  };
+}
+
+/**
+ * Verifies pieces against the record's roots, returning the good ones and
+ * the numbers of the bad ones (wrong size or wrong root). A caller that gets
+ * fewer than k good pieces fetches more from other farmers.
+ */
+export function verifyPieces(
+  components: SegmentPipelineComponents,
+  record: SegmentRecord,
+  pieces: ReadonlyMap<number, Uint8Array>,
+): { good: Map<number, Uint8Array>; bad: number[] } {
+  const good = new Map<number, Uint8Array>();
+  const bad: number[] = [];
+  const numbers = [...pieces.keys()];
+  const sized = numbers.filter((n) => {
+    const ok = record.pieceRoots[n] !== undefined && pieces.get(n)!.byteLength === record.pieceSize;
+    if (!ok) bad.push(n);
+    return ok;
+  });
+  const roots = components.hasher.roots(sized.map((n) => pieces.get(n)!));
+  sized.forEach((n, i) => {
+    if (bytesEqual(roots[i]!, record.pieceRoots[n]!)) good.set(n, pieces.get(n)!);
+    else bad.push(n);
+  });
+  return { good, bad };
+}
+
+/**
+ * Rebuilds a segment's plaintext from any k pieces. Every piece is checked
+ * against its Merkle root first; a bad piece gives `INTEGRITY_MISMATCH` naming
+ * the bad piece numbers (use {@link verifyPieces} to skip them and fetch
+ * others), too few gives `ERASURE_TOO_FEW_PIECES`, and anything that still
+ * fails authentication gives `DECRYPT_FAILED`.
+ */
+export function decodeSegment(
+  components: SegmentPipelineComponents,
+  secrets: FileSecrets,
+  record: SegmentRecord,
+  pieces: ReadonlyMap<number, Uint8Array>,
+): Uint8Array {
+  const { good, bad } = verifyPieces(components, record, pieces);
+  if (bad.length > 0) {
+    throw new DstorError("INTEGRITY_MISMATCH", `pieces ${bad.join(", ")} of segment ${record.index} do not match their Merkle roots`, {
+      details: { segment: record.index, badPieces: bad },
+    });
+  }
+  if (good.size < components.coder.strategy.k) {
+    throw new DstorError("ERASURE_TOO_FEW_PIECES", `segment ${record.index} needs ${components.coder.strategy.k} pieces, got ${good.size}`, {
+      details: { segment: record.index, need: components.coder.strategy.k, have: good.size },
+    });
+  }
+  const sealedBytes = sealedLength(record.plaintextLength);
+  const sealed = components.coder.decode(good, sealedBytes);
+  const key = deriveSegmentKey(secrets.fileKey, record.index, record.salt);
+  return openSegment(key, segmentId(secrets.fileId, record.index), sealed);
+}

@@ -1,0 +1,162 @@
+import assert from "node:assert/strict";
+import { createHash, randomBytes } from "node:crypto";
+import { describe, test } from "node:test";
+import fc from "fast-check";
+import { isDstorError } from "../../src/core/errors.js";
+import { sealedLength } from "../../src/crypto/aead.js";
+import { generateFileId, generateFileKey } from "../../src/crypto/keys.js";
+import { merkleRoot } from "../../src/crypto/merkle.js";
+import { createRedundancyStrategy } from "../../src/erasure/strategy.js";
+import {
+  createSegmentPipeline,
+  decodeSegment,
+  decodeStream,
+  type EncodedSegment,
+  encodeSegment,
+  encodeStream,
+  type FileSecrets,
+  segmentChunks,
+  verifyPieces,
+} from "../../src/pipeline/index.js";
+
+const strategy = createRedundancyStrategy({ k: 4, repair: 6, optimal: 8, total: 10 });
+const pipeline = createSegmentPipeline({ strategy });
+
+function secrets(): FileSecrets {
+  return { fileKey: generateFileKey(), fileId: generateFileId(), pieceIdKey: new Uint8Array(randomBytes(32)) };
+}
+
+function pick(encoded: EncodedSegment, numbers: number[]): Map<number, Uint8Array> {
+  return new Map(numbers.map((n) => [n, encoded.pieces[n]!.data]));
+}
+
+describe("segment pipeline", () => {
+  test("encode produces total pieces with roots, ids and the right sizes", () => {
+    const s = secrets();
+    const plaintext = new Uint8Array(randomBytes(300_000));
+    const encoded = encodeSegment(pipeline, s, 3, plaintext);
+    assert.equal(encoded.pieces.length, 10);
+    assert.equal(encoded.record.pieceSize, Math.ceil(sealedLength(plaintext.length) / 4));
+    for (const piece of encoded.pieces) {
+      assert.equal(piece.data.length, encoded.record.pieceSize);
+      assert.deepEqual(piece.root, merkleRoot(piece.data));
+      assert.equal(piece.id.length, 32);
+    }
+    assert.equal(new Set(encoded.pieces.map((p) => Buffer.from(p.id).toString("hex"))).size, 10);
+    // The data pieces are ciphertext: the plaintext does not appear in them.
+    const needle = Buffer.from(plaintext.subarray(1000, 1032));
+    assert.ok(!encoded.pieces.some((p) => Buffer.from(p.data).includes(needle)));
+  });
+
+  test("every write of a segment gets a fresh salt, so fresh keys and piece ids", () => {
+    const s = secrets();
+    const plaintext = new Uint8Array(1000);
+    const a = encodeSegment(pipeline, s, 0, plaintext);
+    const b = encodeSegment(pipeline, s, 0, plaintext);
+    assert.notDeepEqual(a.record.salt, b.record.salt);
+    assert.notDeepEqual(a.pieces[0]!.data, b.pieces[0]!.data);
+    assert.notDeepEqual(a.pieces[0]!.id, b.pieces[0]!.id);
+  });
+
+  test("any k pieces decode to the plaintext (property)", () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 0, max: 200_000 }),
+        fc.shuffledSubarray([0, 1, 2, 3, 4, 5, 6, 7, 8, 9], { minLength: 4, maxLength: 4 }),
+        (length, numbers) => {
+          const s = secrets();
+          const plaintext = new Uint8Array(randomBytes(length));
+          const encoded = encodeSegment(pipeline, s, 7, plaintext);
+          assert.deepEqual(decodeSegment(pipeline, s, encoded.record, pick(encoded, numbers)), plaintext);
+        },
+      ),
+      { numRuns: 25 },
+    );
+  });
+
+  test("a corrupt piece is named; the good ones still decode; too few are refused", () => {
+    const s = secrets();
+    const plaintext = new Uint8Array(randomBytes(70_000));
+    const encoded = encodeSegment(pipeline, s, 0, plaintext);
+    const pieces = pick(encoded, [0, 2, 5, 7, 9]);
+    const corrupt = new Uint8Array(pieces.get(5)!);
+    corrupt[17] = (corrupt[17] ?? 0) ^ 1;
+    pieces.set(5, corrupt);
+    assert.throws(
+      () => decodeSegment(pipeline, s, encoded.record, pieces),
+      (e: unknown) => isDstorError(e, "INTEGRITY_MISMATCH") && (e.details.badPieces as number[]).includes(5),
+    );
+    const { good, bad } = verifyPieces(pipeline, encoded.record, pieces);
+    assert.deepEqual(bad, [5]);
+    assert.deepEqual(decodeSegment(pipeline, s, encoded.record, good), plaintext);
+    good.delete(0);
+    assert.throws(() => decodeSegment(pipeline, s, encoded.record, good), (e: unknown) => isDstorError(e, "ERASURE_TOO_FEW_PIECES"));
+  });
+
+  test("a wrong file key or a record from another write fails authentication", () => {
+    const s = secrets();
+    const encoded = encodeSegment(pipeline, s, 0, new Uint8Array(randomBytes(5000)));
+    const pieces = pick(encoded, [0, 1, 2, 3]);
+    assert.throws(
+      () => decodeSegment(pipeline, { ...s, fileKey: generateFileKey() }, encoded.record, pieces),
+      (e: unknown) => isDstorError(e, "DECRYPT_FAILED"),
+    );
+    const other = encodeSegment(pipeline, s, 0, new Uint8Array(5000));
+    assert.throws(
+      () => decodeSegment(pipeline, s, { ...encoded.record, salt: other.record.salt }, pieces),
+      (e: unknown) => isDstorError(e, "DECRYPT_FAILED"),
+    );
+  });
+});
+
+describe("streaming", () => {
+  test("segmentChunks re-cuts any chunking into fixed segments", async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.array(fc.integer({ min: 0, max: 300 }), { maxLength: 20 }), fc.integer({ min: 1, max: 200 }), async (sizes, segmentSize) => {
+        const chunks = sizes.map((n) => new Uint8Array(randomBytes(n)));
+        const whole = Buffer.concat(chunks);
+        const out: Uint8Array[] = [];
+        for await (const segment of segmentChunks(chunks, segmentSize)) out.push(segment);
+        assert.deepEqual(Buffer.concat(out), whole);
+        for (const segment of out.slice(0, -1)) assert.equal(segment.length, segmentSize);
+        if (whole.length === 0) assert.equal(out.length, 0);
+      }),
+      { numRuns: 100 },
+    );
+  });
+
+  test("a multi-segment file streams through encode and decode, pulling one segment at a time", async () => {
+    const s = secrets();
+    const segmentSize = 256 * 1024;
+    const data = new Uint8Array(randomBytes(3 * segmentSize + 12345));
+    const source = (function* () {
+      for (let i = 0; i < data.length; i += 100_000) yield data.subarray(i, i + 100_000);
+    })();
+    const stored = new Map<number, EncodedSegment>();
+    for await (const segment of encodeStream(pipeline, s, source, segmentSize)) stored.set(segment.record.index, segment);
+    assert.equal(stored.size, 4);
+    const records = [...stored.values()].map((e) => e.record);
+    let fetched = 0;
+    const out: Uint8Array[] = [];
+    const decoded = decodeStream(pipeline, s, records, async (record) => {
+      fetched++;
+      return pick(stored.get(record.index)!, [9, 8, 7, 6]);
+    });
+    for await (const plain of decoded) {
+      out.push(plain);
+      assert.equal(fetched, out.length, "pieces are fetched only when the segment is reached");
+    }
+    assert.equal(createHash("sha256").update(Buffer.concat(out)).digest("hex"), createHash("sha256").update(data).digest("hex"));
+  });
+
+  test("an aborted signal stops the stream with ABORTED", async () => {
+    const controller = new AbortController();
+    controller.abort();
+    const s = secrets();
+    await assert.rejects(async () => {
+      for await (const _ of encodeStream(pipeline, s, [new Uint8Array(10)], 4, { signal: controller.signal })) {
+        assert.fail("nothing should be produced");
+      }
+    }, (e: unknown) => isDstorError(e, "ABORTED"));
+  });
+});
