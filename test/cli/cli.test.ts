@@ -1,0 +1,30 @@
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { test } from "node:test";
+import { promisify } from "node:util";
+
+const run = promisify(execFile);
+const DSTOR = resolve(import.meta.dirname, "../../../bin/dstor");
+
+test("dstor --help lists the commands and exits 0", async () => {
+  const { stdout } = await run(DSTOR, ["--help"]);
+  assert.match(stdout, /dstor init/);
+});
+
+test("dstor init --json creates a home; a bad phrase exits non-zero with a clear message", async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), "dstor-cli-"));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const { stdout } = await run(DSTOR, ["init", "--home", join(dir, "h"), "--json"]);
+  const out = JSON.parse(stdout) as { address: string; created: boolean };
+  assert.match(out.address, /^0x[0-9a-fA-F]{40}$/);
+  assert.equal(out.created, true);
+  await assert.rejects(run(DSTOR, ["init", "--home", join(dir, "x"), "--phrase-file", "/dev/null"]), (e: { code: number; stderr: string }) => {
+    assert.equal(e.code, 1);
+    assert.match(e.stderr, /has 0 words but must have 24/);
+    return true;
+  });
+  await assert.rejects(run(DSTOR, ["no-such-command"]), (e: { code: number }) => e.code !== 0);
+});
