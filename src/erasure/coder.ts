@@ -58,6 +58,13 @@ export interface ErasureCoder {
    */
   encodeInto(segment: Uint8Array, pieces: readonly Uint8Array[]): void;
   /**
+   * Fills the parity pieces in place: `pieces` are `total` non-overlapping
+   * buffers of one size whose first k already hold the data chunks (zero
+   * padded). Lets a caller lay a segment out once, straight into its pieces,
+   * and encode without any copy or allocation.
+   */
+  encodeParity(pieces: readonly Uint8Array[]): void;
+  /**
    * Rebuilds the original `segmentLength` bytes from any k pieces (more are
    * allowed; only k are read). Throws `ERASURE_TOO_FEW_PIECES` /
    * `ERASURE_SIZE_MISMATCH` / `ERASURE_INVALID_PARAMS`.
@@ -157,8 +164,27 @@ class ReedSolomonCoder implements ErasureCoder {
   encodeInto(segment: Uint8Array, pieces: readonly Uint8Array[]): void {
     assertBytes(segment, "segment");
     const size = this.pieceSize(segment.length);
+    this.#checkPieceBuffers(pieces, size, segment);
+    for (let i = 0; i < this.#k; i++) {
+      const piece = pieces[i]!;
+      const from = Math.min(i * size, segment.length);
+      const to = Math.min((i + 1) * size, segment.length);
+      piece.set(segment.subarray(from, to));
+      piece.fill(0, to - from);
+    }
+    this.#encodeParity(pieces, size);
+  }
+
+  encodeParity(pieces: readonly Uint8Array[]): void {
+    const size = Array.isArray(pieces) && pieces[0] instanceof Uint8Array ? pieces[0].length : 0;
+    this.#checkPieceBuffers(pieces, size, undefined);
+    this.#encodeParity(pieces, size);
+  }
+
+  /** Validates `total` equal-size, mutually non-overlapping piece buffers (none overlapping `segment`). */
+  #checkPieceBuffers(pieces: readonly Uint8Array[], size: number, segment: Uint8Array | undefined): void {
     if (!Array.isArray(pieces) || pieces.length !== this.#n) {
-      throw new DstorError("ERASURE_SIZE_MISMATCH", `encodeInto needs exactly ${this.#n} piece buffers`, {
+      throw new DstorError("ERASURE_SIZE_MISMATCH", `the encoder needs exactly ${this.#n} piece buffers`, {
         details: { expected: this.#n, got: Array.isArray(pieces) ? pieces.length : typeof pieces },
       });
     }
@@ -169,7 +195,7 @@ class ReedSolomonCoder implements ErasureCoder {
           details: { piece: i, expected: size, got: piece.length },
         });
       }
-      if (piece.buffer === segment.buffer && rangesOverlap(piece, segment)) {
+      if (segment !== undefined && piece.buffer === segment.buffer && rangesOverlap(piece, segment)) {
         throw new DstorError("ERASURE_INVALID_PARAMS", `piece buffer ${i} overlaps the segment`);
       }
       // Overlapping outputs would silently produce garbage in the wasm/ts kernels.
@@ -180,14 +206,6 @@ class ReedSolomonCoder implements ErasureCoder {
         }
       }
     });
-    for (let i = 0; i < this.#k; i++) {
-      const piece = pieces[i]!;
-      const from = Math.min(i * size, segment.length);
-      const to = Math.min((i + 1) * size, segment.length);
-      piece.set(segment.subarray(from, to));
-      piece.fill(0, to - from);
-    }
-    this.#encodeParity(pieces, size);
   }
 
   #encodeParity(pieces: readonly Uint8Array[], size: number): void {

@@ -7,10 +7,11 @@
  *   k pieces ─► check each against its root ─► erasure decode ─► open
  *
  * Design notes.
- * - The sealed segment is handed to the erasure coder, which lays it out as k
- *   data chunks plus parity in one allocation per segment; data pieces are
- *   views of that buffer (one extra copy of the sealed bytes, a few percent of
- *   the encode cost, bought for a coder API that owns its layout).
+ * - One allocation per segment holds all `total` pieces back to back. Since
+ *   piece i < k is exactly chunk i of the (zero-padded) sealed segment, AES
+ *   writes the ciphertext straight into the data pieces and the coder fills
+ *   the parity pieces in place: the plaintext is read once and no byte is
+ *   copied or zeroed twice.
  * - Every piece is hashed exactly once: its Merkle root is both its integrity
  *   hash (checked on every download) and the commitment audits prove against.
  * - Salt, plaintext length and piece roots are what metadata keeps per write;
@@ -20,7 +21,7 @@
  *   from src/erasure and src/crypto.
  */
 import { DstorError } from "../core/errors.js";
-import { openSegment, sealedLength, sealSegment } from "../crypto/aead.js";
+import { openSegment, sealedLength, sealSegmentInto } from "../crypto/aead.js";
 import { bytesEqual } from "../crypto/bytes.js";
 import { deriveSegmentKey, generateSegmentSalt, segmentId } from "../crypto/keys.js";
 import { derivePieceId } from "../crypto/piece-id.js";
@@ -31,8 +32,11 @@ export interface SegmentCoder {
   readonly strategy: { readonly k: number; readonly total: number };
   /** Bytes in each piece of a segment of `segmentLength` bytes. */
   pieceSize(segmentLength: number): number;
-  /** Encodes a segment into `total` pieces of {@link pieceSize} bytes. */
-  encode(segment: Uint8Array): Uint8Array[];
+  /**
+   * Fills the parity pieces in place; `pieces` are `total` equal buffers whose
+   * first k already hold the data chunks.
+   */
+  encodeParity(pieces: readonly Uint8Array[]): void;
   /** Rebuilds the first `segmentLength` bytes from any k pieces (by piece number). */
   decode(pieces: ReadonlyMap<number, Uint8Array>, segmentLength: number): Uint8Array;
 }
@@ -93,6 +97,23 @@ export interface EncodedSegment {
   pieces: EncodedPiece[];
 }
 
+/** Options of {@link encodeSegment}. */
+export interface EncodeSegmentOptions {
+  /**
+   * A buffer of at least {@link segmentLayoutBytes} bytes to lay the pieces
+   * out in, instead of a fresh allocation. The returned pieces are views into
+   * it: the caller may reuse it only once it is done with them. Reusing
+   * buffers (a small pool, one per segment in flight) avoids first-touch page
+   * faults, which otherwise cost as much as the encryption itself.
+   */
+  layout?: Uint8Array;
+}
+
+/** Bytes of the piece layout of a segment of `plaintextLength` bytes. */
+export function segmentLayoutBytes(coder: SegmentCoder, plaintextLength: number): number {
+  return coder.pieceSize(sealedLength(plaintextLength)) * coder.strategy.total;
+}
+
 /**
  * Seals and encodes one segment under a fresh salt. Every call draws a new
  * salt, so re-encoding the same segment never reuses a key.
@@ -102,14 +123,33 @@ export function encodeSegment(
   secrets: FileSecrets,
   index: number,
   plaintext: Uint8Array,
+  options: EncodeSegmentOptions = {},
 ): EncodedSegment {
   const { coder, hasher } = components;
   const salt = generateSegmentSalt();
   const id = segmentId(secrets.fileId, index);
   const key = deriveSegmentKey(secrets.fileKey, index, salt);
-  const sealed = sealSegment(key, id, plaintext);
-  const pieceSize = coder.pieceSize(sealed.byteLength);
-  const datas = coder.encode(sealed);
+  const { k, total } = coder.strategy;
+  const sealedBytes = sealedLength(plaintext.byteLength);
+  const pieceSize = coder.pieceSize(sealedBytes);
+  const layoutBytes = pieceSize * total;
+  let layout: Uint8Array;
+  if (options.layout !== undefined) {
+    if (!(options.layout instanceof Uint8Array) || options.layout.byteLength < layoutBytes) {
+      throw new DstorError("INVALID_ARGUMENT", `the layout buffer must hold at least ${layoutBytes} bytes for this segment`);
+    }
+    layout = options.layout.subarray(0, layoutBytes);
+  } else {
+    // Uninitialised on purpose: AES writes [0, sealedBytes), the padding is
+    // zeroed below and the coder writes every parity byte.
+    const backing = Buffer.allocUnsafeSlow(layoutBytes);
+    layout = new Uint8Array(backing.buffer, backing.byteOffset, backing.byteLength);
+  }
+  sealSegmentInto(key, id, plaintext, layout.subarray(0, sealedBytes));
+  layout.fill(0, sealedBytes, pieceSize * k);
+  const datas: Uint8Array[] = [];
+  for (let i = 0; i < total; i++) datas.push(layout.subarray(i * pieceSize, (i + 1) * pieceSize));
+  coder.encodeParity(datas);
   const roots = hasher.roots(datas);
   const pieces = datas.map((data, number) => ({
     number,

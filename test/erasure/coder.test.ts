@@ -174,6 +174,18 @@ describe("erasure coder: properties", () => {
     assert.deepEqual(buffers, coder.encode(segment));
   });
 
+  it("encodeParity fills parity in place over one back-to-back layout", () => {
+    const coder = createErasureCoder({ k: 6, total: 11 });
+    const segment = pseudoRandomBytes(1000, 4);
+    const size = coder.pieceSize(segment.length);
+    const layout = new Uint8Array(size * 11).fill(0x77);
+    layout.set(segment);
+    layout.fill(0, segment.length, size * 6);
+    const views = Array.from({ length: 11 }, (_, i) => layout.subarray(i * size, (i + 1) * size));
+    coder.encodeParity(views);
+    assert.deepEqual(views, coder.encode(segment));
+  });
+
   it("decodes from more than k pieces and from a Map", () => {
     const coder = createErasureCoder({ k: 3, total: 7 });
     const segment = pseudoRandomBytes(500, 8);

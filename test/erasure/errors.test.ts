@@ -59,8 +59,11 @@ describe("erasure coder: invalid input gives coded errors", () => {
     const overlapping = buffers.map((_, i) => shared.subarray(i * 10, i * 10 + coder.pieceSize(1001)));
     assert.throws(() => coder.encodeInto(segment, overlapping), code("ERASURE_INVALID_PARAMS"));
     assert.throws(() => coder.encodeInto(shared.subarray(0, 1001), buffers.map((_, i) => shared.subarray(i * 251, (i + 1) * 251))), code("ERASURE_INVALID_PARAMS"));
+    assert.throws(() => coder.encodeParity(overlapping), code("ERASURE_INVALID_PARAMS"));
+    assert.throws(() => coder.encodeParity(buffers.slice(2)), code("ERASURE_SIZE_MISMATCH"));
     buffers[3] = new Uint8Array(7);
     assert.throws(() => coder.encodeInto(segment, buffers), code("ERASURE_SIZE_MISMATCH"));
+    assert.throws(() => coder.encodeParity(buffers), code("ERASURE_SIZE_MISMATCH"));
   });
 
   it("an empty segment encodes to empty pieces and decodes back", () => {

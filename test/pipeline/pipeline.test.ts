@@ -16,6 +16,7 @@ import {
   encodeStream,
   type FileSecrets,
   segmentChunks,
+  segmentLayoutBytes,
   verifyPieces,
 } from "../../src/pipeline/index.js";
 
@@ -46,6 +47,21 @@ describe("segment pipeline", () => {
     // The data pieces are ciphertext: the plaintext does not appear in them.
     const needle = Buffer.from(plaintext.subarray(1000, 1032));
     assert.ok(!encoded.pieces.some((p) => Buffer.from(p.data).includes(needle)));
+  });
+
+  test("a caller-provided layout buffer is used and may be reused; a short one is refused", () => {
+    const s = secrets();
+    const plaintext = new Uint8Array(randomBytes(100_000));
+    const layout = new Uint8Array(segmentLayoutBytes(pipeline.coder, plaintext.length) + 5).fill(0xee);
+    const encoded = encodeSegment(pipeline, s, 1, plaintext, { layout });
+    assert.equal(encoded.pieces[0]!.data.buffer, layout.buffer);
+    assert.deepEqual(decodeSegment(pipeline, s, encoded.record, pick(encoded, [1, 3, 5, 7])), plaintext);
+    const again = encodeSegment(pipeline, s, 2, plaintext.subarray(0, 5000), { layout });
+    assert.deepEqual(decodeSegment(pipeline, s, again.record, pick(again, [0, 9, 4, 6])), plaintext.subarray(0, 5000));
+    assert.throws(
+      () => encodeSegment(pipeline, s, 1, plaintext, { layout: new Uint8Array(10) }),
+      (e: unknown) => isDstorError(e, "INVALID_ARGUMENT"),
+    );
   });
 
   test("every write of a segment gets a fresh salt, so fresh keys and piece ids", () => {
