@@ -27,6 +27,7 @@ export interface OptionSpec {
 
 /** Every option dstor understands. Keep sorted by name. */
 export const OPTIONS = [
+  { name: "block-time", type: "number", default: 1, help: "Seconds between blocks of the embedded dev chain (`dstor chain`)." },
   { name: "cache-dir", type: "string", help: "Directory for the decrypted segment cache and write-back staging (default: HOME/cache)." },
   { name: "cache-size", type: "size", default: 1024 * 1024 * 1024, help: "Largest size of the in-memory decrypted segment cache, e.g. 1GiB." },
   { name: "chain-rpc", type: "string", help: "JSON-RPC URL of an EVM chain to use instead of the embedded local chain." },
@@ -35,6 +36,7 @@ export const OPTIONS = [
   { name: "home", type: "string", default: "./.dstor-local", help: "Directory holding this node's keys, databases and state." },
   { name: "json", type: "boolean", default: false, help: "Print machine-readable JSON instead of text." },
   { name: "listen", type: "list", default: ["/ip4/127.0.0.1/tcp/0"], help: "libp2p listen multiaddrs, comma-separated." },
+  { name: "port", type: "number", default: 8545, help: "TCP port of the embedded dev chain's JSON-RPC endpoint on 127.0.0.1." },
   { name: "price-tb-month", type: "number", default: 1.5, help: "Farmer's price in tokens per TB (10^12 bytes) per 30-day month." },
   { name: "quota", type: "size", default: 10 * 1000 ** 3, help: "Disk space a farmer offers, e.g. 500GB." },
   { name: "redundancy", type: "string", default: "4/6/8/10", help: "Erasure-coding strategy k/repair/optimal/total, e.g. 10/14/20/30." },

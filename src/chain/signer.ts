@@ -1,0 +1,111 @@
+/**
+ * Providers and nonce-safe signers. ethers caches RPC answers for 250 ms by
+ * default, which makes two quick transactions from one wallet read the same
+ * pending nonce; the provider here disables that cache and every signer is
+ * wrapped in a NonceManager, so concurrent sends get consecutive nonces.
+ */
+import {
+  Interface,
+  JsonRpcProvider,
+  NonceManager,
+  type Provider,
+  type Signer,
+  type TransactionRequest,
+  type TransactionResponse,
+  Wallet,
+  isError,
+} from "ethers";
+import { DstorError } from "../core/errors.js";
+import { BlockhashRandomnessAbi, DstorTokenAbi, MarketAbi, RegistryAbi } from "./generated/contracts.js";
+
+/** A JSON-RPC provider with the response cache disabled (see the module note). */
+export function createProvider(rpcUrl: string, options: { pollingIntervalMs?: number } = {}): JsonRpcProvider {
+  const provider = new JsonRpcProvider(rpcUrl, undefined, { cacheTimeout: -1, batchMaxCount: 1 });
+  provider.pollingInterval = options.pollingIntervalMs ?? 250;
+  return provider;
+}
+
+/**
+ * A NonceManager that never leaves a nonce gap: ethers' NonceManager takes the
+ * next nonce before the node has accepted the transaction, so one reverting
+ * send would make every later transaction wait forever behind the gap. Here
+ * the gas is estimated first (a revert throws before any nonce is taken), and
+ * a send that still fails resets the counter from the node.
+ */
+export class SafeNonceManager extends NonceManager {
+  override connect(provider: null | Provider): SafeNonceManager {
+    return new SafeNonceManager(this.signer.connect(provider));
+  }
+
+  override async sendTransaction(tx: TransactionRequest): Promise<TransactionResponse> {
+    const request = { ...tx };
+    if (request.gasLimit === undefined || request.gasLimit === null) {
+      request.gasLimit = await this.estimateGas(request);
+    }
+    try {
+      return await super.sendTransaction(request);
+    } catch (error) {
+      this.reset();
+      throw error;
+    }
+  }
+}
+
+/** Wraps `signer` so it can send transactions concurrently (see {@link SafeNonceManager}). */
+export function nonceSafe(signer: Signer): SafeNonceManager {
+  return signer instanceof SafeNonceManager ? signer : new SafeNonceManager(signer);
+}
+
+/** A nonce-safe signer for a private key. */
+export function walletSigner(privateKey: string, provider: JsonRpcProvider): SafeNonceManager {
+  return nonceSafe(new Wallet(privateKey, provider));
+}
+
+const ALL_ERRORS = new Interface([...DstorTokenAbi, ...RegistryAbi, ...MarketAbi, ...BlockhashRandomnessAbi].filter((f) => f.type === "error"));
+
+/**
+ * The custom-error name in a failed call or transaction (`"StaleVersion"`),
+ * or undefined when the failure carries none.
+ */
+export function revertName(error: unknown): string | undefined {
+  const data = findRevertData(error);
+  if (data === undefined) return undefined;
+  try {
+    return ALL_ERRORS.parseError(data)?.name;
+  } catch {
+    return undefined;
+  }
+}
+
+function findRevertData(error: unknown): string | undefined {
+  let e: unknown = error;
+  for (let depth = 0; depth < 6 && e !== null && typeof e === "object"; depth++) {
+    const obj = e as { data?: unknown; error?: unknown; info?: unknown; cause?: unknown };
+    if (typeof obj.data === "string" && obj.data.startsWith("0x") && obj.data.length >= 10) return obj.data;
+    if (obj.data !== null && typeof obj.data === "object" && typeof (obj.data as { data?: unknown }).data === "string") {
+      return (obj.data as { data: string }).data;
+    }
+    e = obj.error ?? obj.cause ?? (obj.info as { error?: unknown } | undefined)?.error;
+  }
+  return undefined;
+}
+
+/**
+ * Turns an ethers failure into a coded {@link DstorError}: `CHAIN_CALL_FAILED`
+ * (with `details.revert` naming the contract's custom error) for reverts,
+ * `CHAIN_UNAVAILABLE` for network failures.
+ */
+export function toChainError(error: unknown, what: string): DstorError {
+  if (error instanceof DstorError) return error;
+  const revert = revertName(error);
+  if (revert !== undefined || isError(error, "CALL_EXCEPTION")) {
+    return new DstorError("CHAIN_CALL_FAILED", `${what} was rejected by the contract${revert === undefined ? "" : ` (${revert})`}`, {
+      cause: error,
+      details: revert === undefined ? {} : { revert },
+    });
+  }
+  if (isError(error, "NETWORK_ERROR") || isError(error, "TIMEOUT") || isError(error, "SERVER_ERROR")) {
+    return new DstorError("CHAIN_UNAVAILABLE", `${what} failed: the chain endpoint did not answer; check --chain-rpc`, { cause: error });
+  }
+  return new DstorError("CHAIN_CALL_FAILED", `${what} failed`, { cause: error });
+}

@@ -1,0 +1,65 @@
+import assert from "node:assert/strict";
+import { mkdtemp, rm, stat } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { test } from "node:test";
+import { Wallet } from "ethers";
+import { connectContracts } from "../../src/chain/contracts.js";
+import { devChainPaths, fundDevAccount, startDevChain } from "../../src/chain/devchain.js";
+import { createProvider, nonceSafe } from "../../src/chain/signer.js";
+import { freePort, TEST_PARAMS } from "./fixture.js";
+
+test("the dev chain survives a restart: deployment, balances, deals and a monotonic epoch", async (t) => {
+  const home = await mkdtemp(join(tmpdir(), "dstor-devchain-"));
+  const port = await freePort();
+  const stops: Array<() => Promise<void>> = [];
+  t.after(async () => {
+    for (const s of stops) await s();
+    await rm(home, { recursive: true, force: true });
+  });
+  const first = await startDevChain({ home, port, params: TEST_PARAMS });
+  stops.push(first.stop);
+  assert.equal(first.deployedNow, true);
+  const provider = createProvider(first.rpcUrl);
+  const renter = Wallet.createRandom();
+  const farmer = Wallet.createRandom();
+  await fundDevAccount(first.rpcUrl, first.deployment, renter.address, 5_000_000n);
+  await fundDevAccount(first.rpcUrl, first.deployment, farmer.address, 50_000_000n);
+  const fs = nonceSafe(farmer.connect(provider));
+  const rs = nonceSafe(renter.connect(provider));
+  const fc = connectContracts(first.deployment, fs);
+  const rc = connectContracts(first.deployment, rs);
+  await (await fc.token.approve(first.deployment.registry, 10_000_000n)).wait();
+  await (await fc.registry.join(10_000_000n, 1_500_000n, 10n ** 12n, "0x0024080112200000", "0x", [])).wait();
+  await (await rc.token.approve(first.deployment.market, 1_000n)).wait();
+  await (await rc.market.openDeal(farmer.address, 3_000, 1_000n)).wait();
+  // Jump ahead: the restart must not bring time (and so epochs) back.
+  await provider.send("evm_increaseTime", [5_000]);
+  await provider.send("evm_mine", []);
+  const block = (await provider.getBlock("latest"))!;
+  const epoch = await rc.market.epochAt(block.timestamp);
+  const balance = await rc.token.balanceOf(renter.address);
+  provider.destroy();
+  await first.stop();
+  await first.stop(); // idempotent
+  assert.ok((await stat(devChainPaths(home).state)).size > 0, "state file written on SIGTERM");
+
+  const second = await startDevChain({ home, port, params: TEST_PARAMS });
+  stops.push(second.stop);
+  assert.equal(second.deployedNow, false);
+  assert.deepEqual(second.deployment, first.deployment);
+  const p2 = createProvider(second.rpcUrl);
+  t.after(() => p2.destroy());
+  const c2 = connectContracts(second.deployment, p2);
+  assert.equal(await c2.token.balanceOf(renter.address), balance);
+  const deal = await c2.market.deal(1);
+  assert.equal(deal.renter, renter.address);
+  assert.equal(deal.deposited, 1_000n);
+  assert.equal((await c2.registry.farmerInfo(farmer.address)).stake, 10_000_000n);
+  await p2.send("evm_mine", []);
+  const after = (await p2.getBlock("latest"))!;
+  assert.ok(after.number > block.number);
+  assert.ok(after.timestamp >= block.timestamp, `timestamp ${after.timestamp} went back from ${block.timestamp}`);
+  assert.ok((await c2.market.epochAt(after.timestamp)) >= epoch);
+  await second.stop();
+});
