@@ -4,7 +4,7 @@ import { describe, it } from "node:test";
 import fc from "fast-check";
 import { isDstorError } from "../../src/core/errors.js";
 import { createLogger, type LogRecord } from "../../src/core/logging.js";
-import { availableKernels, createErasureCoder, gfInv, gfMul, parseRedundancyStrategy } from "../../src/erasure/index.js";
+import { availableKernels, buildEncodingMatrix, createErasureCoder, gfInv, gfMul, type KernelChoice, parseRedundancyStrategy } from "../../src/erasure/index.js";
 import { keepOnly, pseudoRandomBytes } from "./helpers.js";
 
 describe("erasure coder: layout and frozen vectors", () => {
@@ -39,6 +39,15 @@ describe("erasure coder: layout and frozen vectors", () => {
         assert.equal(pieces[i]![b], expected, `piece ${i} byte ${b}`);
       }
     }
+  });
+
+  it("matches the small vector in docs/formats.md (k = 4, total = 6)", () => {
+    for (const kernel of availableKernels()) {
+      const coder = createErasureCoder({ k: 4, total: 6 }, { kernel: kernel.name as KernelChoice });
+      const pieces = coder.encode(Uint8Array.from({ length: 10 }, (_, i) => i));
+      assert.equal(pieces.map((p) => Buffer.from(p).toString("hex")).join(" "), "000102 030405 060708 090000 f69a78 ffa7ac", kernel.name);
+    }
+    assert.equal(Buffer.from(buildEncodingMatrix(4, 6).subarray(16)).toString("hex"), "47a77abaa747ba7a");
   });
 
   it("keeps the on-farmer format stable (frozen digest for 10/14/20/30)", () => {
