@@ -107,6 +107,19 @@ void dstor_sha256_blocks_shani(uint32_t state[8], const uint8_t *data, size_t nb
 void dstor_sha256_blocks2_shani(uint32_t s0[8], const uint8_t *d0, uint32_t s1[8],
                                 const uint8_t *d1, size_t nblocks);
 
+/*
+ * Merkle kernels (format in merkle.c):
+ *   full_leaves: out[32i..) = SHA-256(0x00 || data[1024i .. 1024i+1024)) for
+ *                i < count; out must not overlap data.
+ *   nodes:       out[32i..) = SHA-256(0x01 || in[64i .. 64i+64)) for i < count;
+ *                out may equal in (in-place level reduction).
+ * The SHA-NI versions hash several independent messages at once.
+ */
+typedef void (*dstor_merkle_leaves_fn)(const uint8_t *data, size_t count, uint8_t *out);
+typedef void (*dstor_merkle_nodes_fn)(const uint8_t *in, size_t count, uint8_t *out);
+void dstor_merkle_full_leaves_shani(const uint8_t *data, size_t count, uint8_t *out);
+void dstor_merkle_nodes_shani(const uint8_t *in, size_t count, uint8_t *out);
+
 /* ---- SHA-256 + Merkle front end (merkle.c) ---- */
 /* Selects the compression functions once (thread-safe). */
 void dstor_hash_init(void);

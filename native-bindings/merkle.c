@@ -4,11 +4,12 @@
  *   node  = SHA-256(0x01 || left || right)
  *   an odd node at the end of a level is promoted unchanged.
  *
- * Every message hashed here is tiny and of known length, so each one is
- * copied into a padded buffer (prefix, data, 0x80, zeros, bit length) and
- * compressed in one go; the copy costs far less than the hashing. Leaves and
- * nodes are hashed two at a time through the two-stream compression
- * function, which on SHA-NI hides the latency of SHA256RNDS2.
+ * Full 1024-byte leaves and internal nodes go through the `full_leaves` and
+ * `nodes` kernels: with SHA-NI these hash several messages at once straight
+ * from memory (sha256_shani.c), hiding the latency of SHA256RNDS2. The
+ * portable kernels, the short last leaf and the empty leaf copy each message
+ * into a padded buffer (prefix, data, 0x80, zeros, bit length) and compress
+ * it in one go, two messages at a time through blocks2.
  */
 #include <pthread.h>
 #include <string.h>
@@ -17,6 +18,10 @@
 
 static dstor_sha256_blocks_fn blocks1 = dstor_sha256_blocks_scalar;
 static dstor_sha256_blocks2_fn blocks2 = dstor_sha256_blocks2_scalar;
+static void full_leaves_generic(const uint8_t *data, size_t count, uint8_t *out);
+static void nodes_generic(const uint8_t *in, size_t count, uint8_t *out);
+static dstor_merkle_leaves_fn full_leaves = full_leaves_generic;
+static dstor_merkle_nodes_fn nodes = nodes_generic;
 static const char *kernel_name = "scalar";
 static pthread_once_t hash_once = PTHREAD_ONCE_INIT;
 
@@ -24,6 +29,8 @@ static void select_kernels(void) {
   if (dstor_cpu()->sha) {
     blocks1 = dstor_sha256_blocks_shani;
     blocks2 = dstor_sha256_blocks2_shani;
+    full_leaves = dstor_merkle_full_leaves_shani;
+    nodes = dstor_merkle_nodes_shani;
     kernel_name = "sha-ni";
   }
 }
@@ -106,45 +113,62 @@ size_t dstor_merkle_leaf_count(size_t len) {
   return len == 0 ? 1 : (len + DSTOR_MERKLE_LEAF_SIZE - 1) / DSTOR_MERKLE_LEAF_SIZE;
 }
 
-void dstor_merkle_leaf_hashes(const uint8_t *data, size_t len, uint8_t *out) {
-  dstor_hash_init();
+/* Portable kernels: each message is built in a padded buffer and hashed
+ * two at a time through blocks2. */
+static void full_leaves_generic(const uint8_t *data, size_t count, uint8_t *out) {
   _Alignas(64) uint8_t buf0[MSG_BUF_BYTES];
   _Alignas(64) uint8_t buf1[MSG_BUF_BYTES];
-  const size_t count = dstor_merkle_leaf_count(len);
-  for (size_t i = 0; i < count; i += 2) {
-    size_t off0 = i * DSTOR_MERKLE_LEAF_SIZE;
-    size_t len0 = len - off0 < DSTOR_MERKLE_LEAF_SIZE ? len - off0 : DSTOR_MERKLE_LEAF_SIZE;
-    size_t n0 = build_message(buf0, 0x00, data + off0, len0);
-    if (i + 1 < count) {
-      size_t off1 = off0 + DSTOR_MERKLE_LEAF_SIZE;
-      size_t len1 = len - off1 < DSTOR_MERKLE_LEAF_SIZE ? len - off1 : DSTOR_MERKLE_LEAF_SIZE;
-      size_t n1 = build_message(buf1, 0x00, data + off1, len1);
-      hash_two(buf0, n0, out + 32 * i, buf1, n1, out + 32 * (i + 1));
-    } else {
-      hash_two(buf0, n0, out + 32 * i, NULL, 0, NULL);
-    }
+  const size_t L = DSTOR_MERKLE_LEAF_SIZE;
+  size_t i = 0;
+  for (; i + 1 < count; i += 2) {
+    size_t n0 = build_message(buf0, 0x00, data + i * L, L);
+    size_t n1 = build_message(buf1, 0x00, data + (i + 1) * L, L);
+    hash_two(buf0, n0, out + 32 * i, buf1, n1, out + 32 * (i + 1));
+  }
+  if (i < count) {
+    size_t n0 = build_message(buf0, 0x00, data + i * L, L);
+    hash_two(buf0, n0, out + 32 * i, NULL, 0, NULL);
+  }
+}
+
+/* The message buffers are filled before the digests are stored, so out may
+ * equal in. */
+static void nodes_generic(const uint8_t *in, size_t count, uint8_t *out) {
+  _Alignas(64) uint8_t buf0[128];
+  _Alignas(64) uint8_t buf1[128];
+  size_t j = 0;
+  for (; j + 1 < count; j += 2) {
+    build_message(buf0, 0x01, in + 64 * j, 64);
+    build_message(buf1, 0x01, in + 64 * (j + 1), 64);
+    hash_two(buf0, 2, out + 32 * j, buf1, 2, out + 32 * (j + 1));
+  }
+  if (j < count) {
+    build_message(buf0, 0x01, in + 64 * j, 64);
+    hash_two(buf0, 2, out + 32 * j, NULL, 0, NULL);
+  }
+}
+
+void dstor_merkle_leaf_hashes(const uint8_t *data, size_t len, uint8_t *out) {
+  dstor_hash_init();
+  const size_t full = len / DSTOR_MERKLE_LEAF_SIZE;
+  if (full > 0) full_leaves(data, full, out);
+  size_t rem = len - full * DSTOR_MERKLE_LEAF_SIZE;
+  if (rem > 0 || len == 0) {
+    /* Short last leaf (or the single empty leaf of an empty piece). */
+    _Alignas(64) uint8_t buf[MSG_BUF_BYTES];
+    size_t n = build_message(buf, 0x00, data + full * DSTOR_MERKLE_LEAF_SIZE, rem);
+    hash_two(buf, n, out + 32 * full, NULL, 0, NULL);
   }
 }
 
 void dstor_merkle_root(const uint8_t *data, size_t len, uint8_t *scratch, uint8_t out[32]) {
   dstor_merkle_leaf_hashes(data, len, scratch);
-  _Alignas(64) uint8_t buf0[128];
-  _Alignas(64) uint8_t buf1[128];
   size_t count = dstor_merkle_leaf_count(len);
   /* Reduce level by level in place: node j of the next level is written at
    * slot j, which is never ahead of the slots 2j, 2j+1 still to be read. */
   while (count > 1) {
     size_t pairs = count / 2;
-    size_t j = 0;
-    for (; j + 1 < pairs; j += 2) {
-      build_message(buf0, 0x01, scratch + 64 * j, 64);
-      build_message(buf1, 0x01, scratch + 64 * (j + 1), 64);
-      hash_two(buf0, 2, scratch + 32 * j, buf1, 2, scratch + 32 * (j + 1));
-    }
-    if (j < pairs) {
-      build_message(buf0, 0x01, scratch + 64 * j, 64);
-      hash_two(buf0, 2, scratch + 32 * j, NULL, 0, NULL);
-    }
+    nodes(scratch, pairs, scratch);
     if (count & 1) memmove(scratch + 32 * pairs, scratch + 32 * (count - 1), 32);
     count = pairs + (count & 1);
   }
