@@ -12,12 +12,13 @@
  * backwards. The deployment is checked against the chain (code at the market
  * address) and redeployed if the state file was lost.
  */
-import { type ChildProcess, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { type AbortOptions, abortReason, sleep, withDeadline } from "../core/abort.js";
+import { spawnTied } from "../core/child.js";
 import { DstorError } from "../core/errors.js";
 import { type Logger, silentLogger } from "../core/logging.js";
 import { connectContracts, type Deployment, DEV_PARAMS, deployContracts, type MarketParams, readDeployment, writeDeployment } from "./contracts.js";
@@ -89,7 +90,7 @@ export async function startDevChain(init: DevChainInit): Promise<DevChain> {
   if (init.blockTimeSeconds !== undefined) args.push("--block-time", String(init.blockTimeSeconds));
   const binary = anvilBinaryPath();
   logger.info("starting anvil", { binary, args });
-  const child = spawn(binary, args, { stdio: ["ignore", "pipe", "pipe"], detached: false });
+  const child = spawnTied(binary, args, { stdio: ["ignore", "pipe", "pipe"], detached: false });
   const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
   let output = "";
   const collect = (chunk: Buffer): void => {
@@ -99,8 +100,8 @@ export async function startDevChain(init: DevChainInit): Promise<DevChain> {
   };
   child.stdout?.on("data", collect);
   child.stderr?.on("data", collect);
-  // Best effort against orphans: a normal exit of this process also ends anvil.
-  // (A SIGKILL of this process cannot be caught; anvil then lives on.)
+  // A normal exit of this process ends anvil here; a SIGKILL of this process
+  // ends it through the parent-death signal spawnTied sets up.
   const onExit = (): void => {
     child.kill("SIGTERM");
   };
