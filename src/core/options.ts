@@ -31,17 +31,23 @@ export const OPTIONS = [
   { name: "cache-dir", type: "string", help: "Directory for the decrypted segment cache and write-back staging (default: HOME/cache)." },
   { name: "cache-size", type: "size", default: 1024 * 1024 * 1024, help: "Largest size of the in-memory decrypted segment cache, e.g. 1GiB." },
   { name: "chain-rpc", type: "string", help: "JSON-RPC URL of an EVM chain to use instead of the embedded local chain." },
+  { name: "deployment", type: "string", help: "Contract deployment file to use with --chain-rpc (default: HOME/chain/deployment.json)." },
   { name: "farmer-count", type: "number", default: 10, help: "How many local farmer processes `dstor up` starts." },
   { name: "farmers", type: "list", help: "Farmers to use, as a comma-separated list of libp2p multiaddrs (in addition to those found on-chain)." },
   { name: "home", type: "string", default: "./.dstor-local", help: "Directory holding this node's keys, databases and state." },
   { name: "json", type: "boolean", default: false, help: "Print machine-readable JSON instead of text." },
   { name: "listen", type: "list", default: ["/ip4/127.0.0.1/tcp/0"], help: "libp2p listen multiaddrs, comma-separated." },
+  { name: "max-price-tb-month", type: "number", help: "Highest farmer price a renter accepts, in tokens per TB-month (default: any)." },
+  { name: "mount", type: "string", default: "./drive", help: "Where `dstor up` mounts the drive." },
   { name: "port", type: "number", default: 8545, help: "TCP port of the embedded dev chain's JSON-RPC endpoint on 127.0.0.1." },
   { name: "price-tb-month", type: "number", default: 1.5, help: "Farmer's price in tokens per TB (10^12 bytes) per 30-day month." },
   { name: "quota", type: "size", default: 10 * 1000 ** 3, help: "Disk space a farmer offers, e.g. 500GB." },
   { name: "redundancy", type: "string", default: "4/6/8/10", help: "Erasure-coding strategy k/repair/optimal/total, e.g. 10/14/20/30." },
+  { name: "renter", type: "boolean", default: true, help: "Whether `dstor up` runs the renter (`--no-renter`: only the chain and the farmers)." },
+  { name: "same-subnet-ok", type: "boolean", default: false, help: "Allow several pieces of one segment on farmers in the same /24 subnet (local test networks only)." },
   { name: "segment-size", type: "size", default: 8 * 1024 * 1024, help: "Plaintext bytes per segment, e.g. 8MiB." },
   { name: "storage", type: "string", help: "Directory where a farmer keeps pieces." },
+  { name: "unconfirmed-ttl", type: "number", default: 3600, help: "Seconds a farmer keeps a piece not yet confirmed into a co-signed deal state." },
 ] as const satisfies readonly OptionSpec[];
 
 /** Names of all options in the table. */

@@ -3,8 +3,10 @@
  */
 import type { CommandModule } from "yargs";
 import { chainCommand } from "./chain.js";
+import { farmCommand } from "./farm.js";
 import { initCommand } from "./init.js";
+import { upCommand } from "./up.js";
 
 /** The registered commands. */
 // biome-ignore lint/suspicious/noExplicitAny: yargs command modules have heterogenous argument types.
-export const COMMANDS: CommandModule<any, any>[] = [initCommand, chainCommand];
+export const COMMANDS: CommandModule<any, any>[] = [upCommand, initCommand, chainCommand, farmCommand];

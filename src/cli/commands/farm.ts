@@ -1,0 +1,123 @@
+/**
+ * `dstor farm`: run a farmer daemon in the foreground. Creates or loads the
+ * farmer's identity, opens the piece store, starts the libp2p node with the
+ * dstor protocols, joins or updates the on-chain registry, prints its PeerId,
+ * addresses and wallet, and stops cleanly on SIGINT/SIGTERM (uploads in
+ * flight are aborted, never left half-written).
+ */
+import { readFile } from "node:fs/promises";
+import type { CommandModule } from "yargs";
+import { type Deployment, readDeployment } from "../../chain/contracts.js";
+import { resolveChainEndpoint } from "../../chain/devchain.js";
+import { createProvider } from "../../chain/signer.js";
+import { DstorError } from "../../core/errors.js";
+import { createLogger } from "../../core/logging.js";
+import { addOptions } from "../../core/options.js";
+import { formatBytes } from "../../core/units.js";
+import { EXPIRY_SWEEP_INTERVAL_MS } from "../../farmer/service.js";
+import { startFarmerNode } from "../../node/farmer-node.js";
+
+interface FarmArgs {
+  home: string;
+  storage?: string;
+  quota: number;
+  "price-tb-month": number;
+  listen: string[];
+  "chain-rpc"?: string;
+  deployment?: string;
+  port: number;
+  "unconfirmed-ttl": number;
+  json: boolean;
+  "phrase-file"?: string;
+}
+
+/** Finds the chain endpoint and the deployment the farmer works with. */
+async function chainEndpoint(args: FarmArgs): Promise<{ rpcUrl: string; deployment: Deployment }> {
+  if (args.deployment === undefined) return resolveChainEndpoint({ home: args.home, chainRpc: args["chain-rpc"], port: args.port });
+  const rpcUrl = args["chain-rpc"] ?? `http://127.0.0.1:${args.port}`;
+  const deployment = await readDeployment(args.deployment);
+  const provider = createProvider(rpcUrl);
+  try {
+    let chainId: number;
+    try {
+      chainId = Number((await provider.getNetwork()).chainId);
+    } catch (cause) {
+      throw new DstorError("CHAIN_UNAVAILABLE", `no chain answers at ${rpcUrl}; start it with \`dstor chain\` or pass --chain-rpc`, { cause });
+    }
+    if (chainId !== deployment.chainId) {
+      throw new DstorError("CHAIN_NOT_DEPLOYED", `${args.deployment} is for chain ${deployment.chainId}, but ${rpcUrl} is chain ${chainId}`);
+    }
+    return { rpcUrl, deployment };
+  } finally {
+    provider.destroy();
+  }
+}
+
+/** `dstor farm --storage DIR --quota 500GB --price-tb-month 1.5 --listen /ip4/0.0.0.0/tcp/PORT`. */
+export const farmCommand: CommandModule<object, FarmArgs> = {
+  command: "farm",
+  describe: "Offer disk space as a farmer: serve pieces over libp2p and register on-chain, until interrupted",
+  builder: (yargs) =>
+    addOptions(yargs, ["home", "storage", "quota", "price-tb-month", "listen", "chain-rpc", "deployment", "port", "unconfirmed-ttl", "json"]).option(
+      "phrase-file",
+      { type: "string", describe: "Create the home with the phrase in this file (first run only) instead of a new one" },
+    ) as never,
+  handler: async (args) => {
+    if (!(args["unconfirmed-ttl"] > 0)) throw new DstorError("INVALID_OPTION", "--unconfirmed-ttl must be a positive number of seconds");
+    const logger = createLogger("dstor:farmer", { defaultLevel: "info" });
+    const phrase = args["phrase-file"] === undefined ? undefined : await readFile(args["phrase-file"], "utf8");
+    const { rpcUrl, deployment } = await chainEndpoint(args);
+    const ttlMs = Math.round(args["unconfirmed-ttl"] * 1000);
+    const farmer = await startFarmerNode({
+      home: args.home,
+      ...(phrase === undefined ? {} : { phrase }),
+      ...(args.storage === undefined ? {} : { storageDir: args.storage }),
+      quotaBytes: args.quota,
+      priceTbMonth: args["price-tb-month"],
+      listen: args.listen,
+      rpcUrl,
+      deployment,
+      unconfirmedPieceTtlMs: ttlMs,
+      // Short TTLs (dev, tests) need a sweep that runs often enough to honour them.
+      sweepIntervalMs: Math.min(EXPIRY_SWEEP_INTERVAL_MS, Math.max(250, Math.floor(ttlMs / 2))),
+      allowPrivateAddresses: args.listen.some((a) => a.startsWith("/ip4/127.") || a.startsWith("/ip4/0.0.0.0")),
+      logger,
+    });
+    if (args.json) {
+      process.stdout.write(
+        `${JSON.stringify({
+          event: "ready",
+          peerId: farmer.peerId,
+          addrs: farmer.addrs,
+          wallet: farmer.wallet,
+          chainId: farmer.chainId.toString(),
+          registration: farmer.registration,
+          pid: process.pid,
+        })}\n`,
+      );
+    } else {
+      process.stdout.write(
+        [
+          `dstor farmer running (${farmer.registration === "joined" ? "joined the registry" : `registry: ${farmer.registration}`})`,
+          `  peer id  ${farmer.peerId}`,
+          `  wallet   ${farmer.wallet}`,
+          `  quota    ${formatBytes(args.quota)} at ${args["price-tb-month"]} tokens per TB-month`,
+          ...farmer.addrs.map((a) => `  listen   ${a}`),
+          "Press Ctrl-C to stop.",
+          "",
+        ].join("\n"),
+      );
+    }
+    await new Promise<void>((resolve) => {
+      const onSignal = (): void => {
+        process.removeListener("SIGINT", onSignal);
+        process.removeListener("SIGTERM", onSignal);
+        resolve();
+      };
+      process.once("SIGINT", onSignal);
+      process.once("SIGTERM", onSignal);
+    });
+    await farmer.stop();
+    if (args.json) process.stdout.write(`${JSON.stringify({ event: "stopped" })}\n`);
+  },
+};

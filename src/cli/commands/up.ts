@@ -1,0 +1,116 @@
+/**
+ * `dstor up`: the whole network on one machine — the embedded chain and
+ * `--farmer-count` farmer processes on 127.0.N.1 — with a live status screen
+ * on a terminal (one JSON status line per interval otherwise, or with
+ * `--json`). Writes HOME/up.json when ready. Ctrl-C / SIGTERM stops
+ * everything in order and leaves nothing running; running it again brings
+ * back the same network with all its state.
+ */
+import type { CommandModule } from "yargs";
+import { createLogger } from "../../core/logging.js";
+import { addOptions } from "../../core/options.js";
+import { formatBytes } from "../../core/units.js";
+import { type DevNetStatus, startDevNet, writeUpFile } from "../../node/devnet.js";
+import { initHome } from "../../node/home.js";
+
+interface UpArgs {
+  home: string;
+  "farmer-count": number;
+  port: number;
+  "block-time": number;
+  "chain-rpc"?: string;
+  quota: number;
+  "price-tb-month": number;
+  renter: boolean;
+  mount: string;
+  json: boolean;
+}
+
+/** Seconds between status refreshes. */
+const STATUS_INTERVAL_MS = 2000;
+
+function renderStatus(status: DevNetStatus, home: string, notes: string[]): string {
+  const lines = [
+    `dstor local network — home ${home}`,
+    `chain: block ${status.block}, epoch ${status.epoch}`,
+    "",
+    " #  state  listen                     price/TB-mo  capacity    audits ok/failed  earned      peer id",
+  ];
+  for (const f of status.farmers) {
+    const price = f.pricePerTBMonth === undefined ? "-" : (Number(f.pricePerTBMonth) / 1e6).toFixed(4);
+    const capacity = f.capacityBytes === undefined ? "-" : formatBytes(Number(f.capacityBytes));
+    const audits = f.successes === undefined ? "-" : `${f.successes}/${f.failures}`;
+    const earned = f.earned === undefined ? "-" : (Number(f.earned) / 1e6).toFixed(6);
+    lines.push(
+      `${String(f.index).padStart(2)}  ${(f.up ? "up" : "DOWN").padEnd(5)}  ${f.listen.padEnd(25)}  ${price.padStart(11)}  ${capacity.padStart(10)}  ${audits.padStart(16)}  ${earned.padStart(10)}  ${f.peerId ?? ""}`,
+    );
+  }
+  lines.push("", ...notes, "Press Ctrl-C to stop everything.");
+  return lines.join("\n");
+}
+
+/** `dstor up [--farmer-count N] [--no-renter] [--chain-rpc URL]`. */
+export const upCommand: CommandModule<object, UpArgs> = {
+  command: "up",
+  describe: "Run everything locally: the chain, farmers on 127.0.N.1, and the renter; with a live status screen",
+  builder: (yargs) =>
+    addOptions(yargs, ["home", "farmer-count", "port", "block-time", "chain-rpc", "quota", "price-tb-month", "renter", "mount", "json"]) as never,
+  handler: async (args) => {
+    const logger = createLogger("dstor:up");
+    const notes: string[] = [];
+    if (args.renter) {
+      const renterHome = `${args.home}/renter`;
+      const identity = await initHome(renterHome);
+      if (identity.created) {
+        const warning = "A new renter phrase was made for this local network. Write it down: it is the only way to recover the files if this directory is lost (`dstor recover`).";
+        if (args.json) process.stdout.write(`${JSON.stringify({ event: "phrase-created", warning, phrase: identity.phrase })}\n`);
+        else process.stdout.write(`${warning}\n\n    ${identity.phrase}\n\n`);
+      }
+      notes.push(`renter wallet ${identity.address} (home ${renterHome})`);
+      notes.push(`the drive (${args.mount}) is not in this version yet; store files with: dstor put LOCAL REMOTE --home ${renterHome}`);
+    }
+    const stopController = new AbortController();
+    const onSignal = (): void => stopController.abort();
+    process.once("SIGINT", onSignal);
+    process.once("SIGTERM", onSignal);
+    const interactive = process.stdout.isTTY === true && !args.json;
+    if (interactive) process.stdout.write(`starting the chain and ${args["farmer-count"]} farmers…\n`);
+    const net = await startDevNet({
+      home: args.home,
+      farmerCount: args["farmer-count"],
+      chainPort: args.port,
+      blockTimeSeconds: args["block-time"],
+      chainRpc: args["chain-rpc"],
+      farmerQuotaBytes: args.quota,
+      priceTbMonth: args["price-tb-month"],
+      logger,
+      signal: stopController.signal,
+    });
+    try {
+      const upFile = await writeUpFile(args.home, net, { mount: null, renter: args.renter });
+      if (interactive) process.stdout.write(`ready: ${upFile}\n`);
+      else process.stdout.write(`${JSON.stringify({ event: "ready", upFile })}\n`);
+      while (!stopController.signal.aborted) {
+        try {
+          const status = await net.status();
+          if (interactive) process.stdout.write(`\x1b[2J\x1b[H${renderStatus(status, args.home, notes)}\n`);
+          else process.stdout.write(`${JSON.stringify({ event: "status", time: new Date().toISOString(), ...status })}\n`);
+        } catch (error) {
+          logger.warn("could not read the status", { error });
+        }
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, STATUS_INTERVAL_MS);
+          stopController.signal.addEventListener("abort", () => {
+            clearTimeout(timer);
+            resolve();
+          });
+        });
+      }
+    } finally {
+      if (interactive) process.stdout.write("\nstopping farmers and the chain…\n");
+      await net.stop();
+      if (interactive) process.stdout.write("stopped.\n");
+      else process.stdout.write(`${JSON.stringify({ event: "stopped" })}\n`);
+    }
+  },
+};
