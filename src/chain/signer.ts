@@ -25,12 +25,23 @@ export function createProvider(rpcUrl: string, options: { pollingIntervalMs?: nu
   return provider;
 }
 
+/** Gas margin over the estimate: a quarter of it … */
+const GAS_MARGIN_DIVISOR = 4n;
+/** … plus the price of one fresh storage slot. */
+const GAS_MARGIN_FIXED = 25_000n;
+
 /**
  * A NonceManager that never leaves a nonce gap: ethers' NonceManager takes the
  * next nonce before the node has accepted the transaction, so one reverting
  * send would make every later transaction wait forever behind the gap. Here
  * the gas is estimated first (a revert throws before any nonce is taken), and
  * a send that still fails resets the counter from the node.
+ *
+ * The estimate gets a margin: it is computed against the pending block, but
+ * the transaction may be mined in a later block whose timestamp takes a
+ * costlier path (a deal checkpoint written to a new storage slot instead of
+ * an existing one costs ~20k more gas). Without the margin such a transaction
+ * runs out of gas although the estimate succeeded.
  */
 export class SafeNonceManager extends NonceManager {
   override connect(provider: null | Provider): SafeNonceManager {
@@ -40,7 +51,8 @@ export class SafeNonceManager extends NonceManager {
   override async sendTransaction(tx: TransactionRequest): Promise<TransactionResponse> {
     const request = { ...tx };
     if (request.gasLimit === undefined || request.gasLimit === null) {
-      request.gasLimit = await this.estimateGas(request);
+      const estimate = await this.estimateGas(request);
+      request.gasLimit = estimate + estimate / GAS_MARGIN_DIVISOR + GAS_MARGIN_FIXED;
     }
     try {
       return await super.sendTransaction(request);
