@@ -9,7 +9,6 @@
 import type { CommandModule } from "yargs";
 import { createLogger } from "../../core/logging.js";
 import { addOptions } from "../../core/options.js";
-import { formatBytes } from "../../core/units.js";
 import { type DevNetStatus, startDevNet, writeUpFile } from "../../node/devnet.js";
 import { initHome } from "../../node/home.js";
 
@@ -38,7 +37,8 @@ function renderStatus(status: DevNetStatus, home: string, notes: string[]): stri
   ];
   for (const f of status.farmers) {
     const price = f.pricePerTBMonth === undefined ? "-" : (Number(f.pricePerTBMonth) / 1e6).toFixed(4);
-    const capacity = f.capacityBytes === undefined ? "-" : formatBytes(Number(f.capacityBytes));
+    // Capacity is sold in decimal units (as on-chain), so it is shown in GB.
+    const capacity = f.capacityBytes === undefined ? "-" : `${(Number(f.capacityBytes) / 1e9).toFixed(1)} GB`;
     const audits = f.successes === undefined ? "-" : `${f.successes}/${f.failures}`;
     const earned = f.earned === undefined ? "-" : (Number(f.earned) / 1e6).toFixed(6);
     lines.push(
