@@ -59,15 +59,20 @@ export const upCommand: CommandModule<object, UpArgs> = {
     const logger = createLogger("dstor:up");
     const notes: string[] = [];
     if (args.renter) {
-      const renterHome = `${args.home}/renter`;
-      const identity = await initHome(renterHome);
+      // The renter lives in the network's home itself (phrase in HOME/phrase,
+      // metadata in HOME/renter/), next to HOME/chain: so `dstor put`, `get`,
+      // `ls` … with the same --home find the chain and the deployment.
+      const identity = await initHome(args.home);
       if (identity.created) {
         const warning = "A new renter phrase was made for this local network. Write it down: it is the only way to recover the files if this directory is lost (`dstor recover`).";
         if (args.json) process.stdout.write(`${JSON.stringify({ event: "phrase-created", warning, phrase: identity.phrase })}\n`);
         else process.stdout.write(`${warning}\n\n    ${identity.phrase}\n\n`);
       }
-      notes.push(`renter wallet ${identity.address} (home ${renterHome})`);
-      notes.push(`the drive (${args.mount}) is not in this version yet; store files with: dstor put LOCAL REMOTE --home ${renterHome}`);
+      notes.push(`renter wallet ${identity.address}`);
+      const homeFlag = args.home === "./.dstor-local" ? "" : ` --home ${args.home}`;
+      const portFlag = args.port === 8545 ? "" : ` --port ${args.port}`;
+      notes.push(`store files: bin/dstor put LOCAL /REMOTE${homeFlag}${portFlag}   (also get, ls -l, stat, rm)`);
+      notes.push(`the drive (${args.mount}) is not in this version yet`);
     }
     const stopController = new AbortController();
     const onSignal = (): void => stopController.abort();

@@ -1,0 +1,118 @@
+/**
+ * `npm run bench:network`: user-data throughput of the renter against ten
+ * real farmer processes, one JSON object per line: `{ name, MBps,
+ * ratioToBaseline }` (MB = 10^6 bytes of user data).
+ *
+ * - disk-write (the baseline): the same bytes written to a local file and fsynced.
+ * - upload: `Renter.put` of a 256 MiB file (read from disk) through the whole
+ *   pipeline — encrypt, erasure-code 4/6/8/10, hash, upload to ten `dstor farm`
+ *   processes on 127.0.N.1 (each in its own /24) with long-tail cancellation —
+ *   and the metadata commit. Deals are opened before the timed run.
+ * - download: `Renter.read` of the same file into a local file, fsynced.
+ *
+ * A real anvil runs the contracts; the renter opens real deals and signs real
+ * orders. Targets: upload ≥ 0.2×, download ≥ 0.4× disk-write.
+ *
+ * Usage: node dist/scripts/bench/network.js [--quick]   (--quick: 64 MiB)
+ */
+import { randomBytes } from "node:crypto";
+import { createReadStream } from "node:fs";
+import { mkdir, open, rm, writeFile } from "node:fs/promises";
+import { createServer } from "node:net";
+import { join } from "node:path";
+import { startDevChain } from "../../src/chain/devchain.js";
+import { MIB } from "../../src/core/units.js";
+import { initHome } from "../../src/node/home.js";
+import { openRenterNode } from "../../src/node/renter-node.js";
+import { type LocalFarmer, removeRoot, startLocalFarmer, tempRoot } from "../../test/renter/network-fixture.js";
+import { emit, mbps, round } from "./harness.js";
+
+const quick = process.argv.includes("--quick");
+const FILE_BYTES = (quick ? 64 : 256) * MIB;
+const FARMERS = 10;
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address();
+      const port = typeof address === "object" && address !== null ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+async function writeAndSync(path: string, chunks: AsyncIterable<Uint8Array> | Iterable<Uint8Array>): Promise<number> {
+  const handle = await open(path, "w");
+  let bytes = 0;
+  try {
+    for await (const chunk of chunks) {
+      let at = 0;
+      while (at < chunk.byteLength) at += (await handle.write(chunk, at, chunk.byteLength - at)).bytesWritten;
+      bytes += chunk.byteLength;
+    }
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  return bytes;
+}
+
+async function main(): Promise<void> {
+  const root = await tempRoot("dstor-bench-network-");
+  const cleanups: Array<() => Promise<void>> = [];
+  const farmers: LocalFarmer[] = [];
+  try {
+    const chainHome = join(root, "chain-home");
+    await mkdir(chainHome, { recursive: true });
+    const chain = await startDevChain({ home: chainHome, port: await freePort() });
+    cleanups.push(() => chain.stop());
+    for (let i = 1; i <= FARMERS; i++) farmers.push(await startLocalFarmer(cleanups, root, i, chain.rpcUrl, chainHome, "20GB"));
+    const renterHome = join(root, "renter");
+    await initHome(renterHome);
+    const node = await openRenterNode({
+      home: renterHome,
+      chainRpc: chain.rpcUrl,
+      deployment: join(chainHome, "chain", "deployment.json"),
+      redundancy: "4/6/8/10",
+    });
+    cleanups.push(() => node.stop());
+
+    const data = new Uint8Array(randomBytes(FILE_BYTES));
+    const source = join(root, "source.bin");
+    await writeFile(source, data);
+
+    // Baseline: the same bytes to a local file, fsynced.
+    let t0 = performance.now();
+    await writeAndSync(join(root, "baseline.bin"), (function* () {
+      for (let i = 0; i < data.byteLength; i += 4 * MIB) yield data.subarray(i, i + 4 * MIB);
+    })());
+    const diskMs = performance.now() - t0;
+    await rm(join(root, "baseline.bin"));
+    const disk = mbps(FILE_BYTES, diskMs);
+    emit({ name: "disk-write", MBps: round(disk, 1), ratioToBaseline: 1 });
+
+    // Warm-up: open the ten deals and the connections outside the timed runs.
+    await node.renter.put("/warmup", [new Uint8Array(randomBytes(8 * MIB))]);
+
+    t0 = performance.now();
+    await node.renter.put("/bench", createReadStream(source, { highWaterMark: 4 * MIB }));
+    const upMs = performance.now() - t0;
+    const up = mbps(FILE_BYTES, upMs);
+    emit({ name: "upload", MBps: round(up, 1), ratioToBaseline: round(up / disk, 3), bytes: FILE_BYTES, farmers: FARMERS, strategy: "4/6/8/10" });
+
+    const target = join(root, "download.bin");
+    t0 = performance.now();
+    const got = await writeAndSync(target, node.renter.read("/bench"));
+    const downMs = performance.now() - t0;
+    if (got !== FILE_BYTES) throw new Error(`downloaded ${got} bytes, expected ${FILE_BYTES}`);
+    const down = mbps(FILE_BYTES, downMs);
+    emit({ name: "download", MBps: round(down, 1), ratioToBaseline: round(down / disk, 3), bytes: FILE_BYTES, farmers: FARMERS, strategy: "4/6/8/10" });
+  } finally {
+    for (const fn of cleanups.reverse()) await fn().catch(() => {});
+    await removeRoot(root);
+  }
+}
+
+await main();

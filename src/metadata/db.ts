@@ -1,0 +1,459 @@
+/**
+ * The renter's metadata database: a tree of directories and files, each
+ * file's segments → salts → pieces → farmers, the farmers and their deals,
+ * and the renter's own record of how each farmer behaves. Backed by `level`
+ * under HOME/renter/meta.
+ *
+ * Key layout (one prefix per record kind; values are JSON):
+ *
+ *   m/next                          next inode number to hand out
+ *   i/<inode>                       InodeRecord (directories and files)
+ *   d/<parentInode>/<name>          { inode } — a directory entry
+ *   s/<inode>/<index, 10 digits>    SegmentMeta — zero-padded so a range scan is in order
+ *   f/<farmer>                      FarmerRecord (deal, reputation as seen by us)
+ *   p/<farmer>/<pieceId>            PieceRef — pieces a farmer holds for us
+ *   x/<farmer>/<pieceId>            PieceRef — pieces no file needs any more, to delete on the farmer
+ *
+ * Atomicity: every logical change (create a file with all its segments,
+ * unlink, rename, mkdir, …) is ONE `db.batch()`, so a crash leaves either the
+ * old or the new tree, never a file without segments or a segment without a
+ * file. Unlinking a file moves its piece references from `p/` to `x/` in the
+ * same batch: the deletions on farmers happen afterwards, and whatever a
+ * crash or an unreachable farmer leaves behind is still listed for a retry.
+ *
+ * Concurrency: LevelDB's own lock keeps a second process out (reported as
+ * `HOME_IN_USE`, naming the process that holds it). Inside this process the
+ * read-modify-write operations are serialised by one async mutex (`#write`),
+ * the only lock in this module; reads take no lock (a batch is applied
+ * atomically, so they see a whole before- or after-state per key).
+ */
+import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { Level } from "level";
+import { DstorError } from "../core/errors.js";
+import { type Logger, silentLogger } from "../core/logging.js";
+import type { DirEntry, FarmerRecord, InodeRecord, PieceRef, SegmentMeta, StoredFile } from "./types.js";
+import { ROOT_INODE } from "./types.js";
+
+type Value = InodeRecord | SegmentMeta | FarmerRecord | PieceRef | { inode: number } | { next: number };
+type BatchOp = { type: "put"; key: string; value: Value } | { type: "del"; key: string };
+
+/** Options of {@link openMetadataDb}. */
+export interface MetadataDbInit {
+  /** Directory of the database (HOME/renter/meta). */
+  dir: string;
+  logger?: Logger;
+}
+
+/** What an unlink or a replacing write removed. */
+export interface RemovedFile {
+  record: InodeRecord;
+  segments: SegmentMeta[];
+}
+
+const NAME_MAX_BYTES = 255;
+
+/** Splits a drive path into validated names; `/` and `` are the root. */
+export function splitPath(path: string): string[] {
+  if (typeof path !== "string") throw new DstorError("INVALID_ARGUMENT", "a path must be text");
+  const names = path.split("/").filter((n) => n.length > 0);
+  for (const name of names) {
+    if (name === "." || name === "..") throw new DstorError("INVALID_ARGUMENT", `"${path}": . and .. are not allowed in drive paths`);
+    if (Buffer.byteLength(name) > NAME_MAX_BYTES) throw new DstorError("INVALID_ARGUMENT", `"${name}" is longer than ${NAME_MAX_BYTES} bytes`);
+    if (name.includes("\0")) throw new DstorError("INVALID_ARGUMENT", "a name may not contain a NUL byte");
+  }
+  return names;
+}
+
+/** Normalised form of a drive path (`/a/b`). */
+export function normalizePath(path: string): string {
+  return `/${splitPath(path).join("/")}`;
+}
+
+const pad = (n: number, width: number): string => String(n).padStart(width, "0");
+const inodeKey = (inode: number): string => `i/${inode}`;
+const direntPrefix = (parent: number): string => `d/${parent}/`;
+const direntKey = (parent: number, name: string): string => `d/${parent}/${name}`;
+const segmentPrefix = (inode: number): string => `s/${inode}/`;
+const segmentKey = (inode: number, index: number): string => `s/${inode}/${pad(index, 10)}`;
+const farmerKey = (address: string): string => `f/${address}`;
+const pieceKey = (farmer: string, pieceId: string): string => `p/${farmer}/${pieceId}`;
+const pendingKey = (farmer: string, pieceId: string): string => `x/${farmer}/${pieceId}`;
+/** Upper bound of a prefix scan: `d/5/` → `d/50` ('/' + 1 = '0'). */
+const prefixEnd = (prefix: string): string => `${prefix.slice(0, -1)}0`;
+
+/** A fresh farmer record with no history. */
+export function newFarmerRecord(address: string, peerId = "", multiaddrs: string[] = []): FarmerRecord {
+  return { address: address.toLowerCase(), peerId, multiaddrs, successes: 0, failures: 0, corrupt: 0, bytes: 0, ms: 0 };
+}
+
+/**
+ * The metadata database. Create with {@link openMetadataDb}; `close()` is
+ * idempotent. Errors carry the codes the FUSE edge maps to errno:
+ * `NO_SUCH_FILE`, `FILE_EXISTS`, `NOT_A_DIRECTORY`, `IS_A_DIRECTORY`,
+ * `DIRECTORY_NOT_EMPTY`.
+ */
+export class MetadataDb {
+  readonly dir: string;
+  readonly #db: Level<string, Value>;
+  readonly #log: Logger;
+  #tail: Promise<unknown> = Promise.resolve();
+  #closed: Promise<void> | undefined;
+
+  /** Use {@link openMetadataDb}. */
+  constructor(dir: string, db: Level<string, Value>, logger: Logger) {
+    this.dir = dir;
+    this.#db = db;
+    this.#log = logger;
+  }
+
+  /** Serialises read-modify-write operations of this process (see the module note). */
+  #write<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.#tail.then(() => {
+      if (this.#closed !== undefined) throw new DstorError("STORE_CLOSED", "the metadata database is closed");
+      return fn();
+    });
+    this.#tail = run.catch(() => {});
+    return run;
+  }
+
+  async #get<T extends Value>(key: string): Promise<T | undefined> {
+    if (this.#closed !== undefined) throw new DstorError("STORE_CLOSED", "the metadata database is closed");
+    return (await this.#db.get(key)) as T | undefined;
+  }
+
+  async #scan<T extends Value>(prefix: string, limit = -1): Promise<Array<[string, T]>> {
+    if (this.#closed !== undefined) throw new DstorError("STORE_CLOSED", "the metadata database is closed");
+    const out: Array<[string, T]> = [];
+    for await (const [key, value] of this.#db.iterator({ gte: prefix, lt: prefixEnd(prefix), limit })) out.push([key, value as T]);
+    return out;
+  }
+
+  /** Creates the root directory on first open. */
+  async init(): Promise<void> {
+    await this.#write(async () => {
+      if ((await this.#get(inodeKey(ROOT_INODE))) !== undefined) return;
+      const root: InodeRecord = { inode: ROOT_INODE, type: "dir", mode: 0o755, mtimeMs: Date.now(), size: 0 };
+      await this.#db.batch([
+        { type: "put", key: inodeKey(ROOT_INODE), value: root },
+        { type: "put", key: "m/next", value: { next: ROOT_INODE + 1 } },
+      ]);
+    });
+  }
+
+  async #allocInode(ops: BatchOp[], count = 1): Promise<number> {
+    // Only called under #write, so read-then-bump is safe; the bump rides in the caller's batch.
+    const next = ((await this.#get<{ next: number }>("m/next")) ?? { next: ROOT_INODE + 1 }).next;
+    ops.push({ type: "put", key: "m/next", value: { next: next + count } });
+    return next;
+  }
+
+  /** Resolves a path to its parent directory's inode and its own name (the root has no parent). */
+  async #resolveParent(path: string): Promise<{ parent: InodeRecord; name: string; names: string[] }> {
+    const names = splitPath(path);
+    if (names.length === 0) throw new DstorError("INVALID_ARGUMENT", "the root directory cannot be the target of this operation");
+    const parent = await this.#walk(names.slice(0, -1), path);
+    if (parent.type !== "dir") throw new DstorError("NOT_A_DIRECTORY", `${normalizePath(path)}: a parent is not a directory`, { details: { path } });
+    return { parent, name: names[names.length - 1]!, names };
+  }
+
+  async #walk(names: string[], path: string): Promise<InodeRecord> {
+    let current = await this.#get<InodeRecord>(inodeKey(ROOT_INODE));
+    if (current === undefined) throw new DstorError("STORE_CORRUPT", "the metadata database has no root directory");
+    for (const name of names) {
+      if (current.type !== "dir") throw new DstorError("NOT_A_DIRECTORY", `${normalizePath(path)}: a parent is not a directory`, { details: { path } });
+      const entry: { inode: number } | undefined = await this.#get<{ inode: number }>(direntKey(current.inode, name));
+      if (entry === undefined) throw new DstorError("NO_SUCH_FILE", `no such file or directory: ${normalizePath(path)}`, { details: { path } });
+      const next: InodeRecord | undefined = await this.#get<InodeRecord>(inodeKey(entry.inode));
+      if (next === undefined) throw new DstorError("STORE_CORRUPT", `directory entry ${name} points at missing inode ${entry.inode}`);
+      current = next;
+    }
+    return current;
+  }
+
+  async #child(parent: number, name: string): Promise<InodeRecord | undefined> {
+    const entry = await this.#get<{ inode: number }>(direntKey(parent, name));
+    return entry === undefined ? undefined : this.#get<InodeRecord>(inodeKey(entry.inode));
+  }
+
+  /** The record at `path`; `NO_SUCH_FILE` / `NOT_A_DIRECTORY` when a component is missing or not a directory. */
+  async lookup(path: string): Promise<InodeRecord> {
+    return this.#walk(splitPath(path), path);
+  }
+
+  /** Entries of the directory at `path`, sorted by name; `NOT_A_DIRECTORY` for a file. */
+  async readdir(path: string): Promise<DirEntry[]> {
+    const dir = await this.lookup(path);
+    if (dir.type !== "dir") throw new DstorError("NOT_A_DIRECTORY", `${normalizePath(path)} is not a directory`, { details: { path } });
+    const prefix = direntPrefix(dir.inode);
+    const out: DirEntry[] = [];
+    for (const [key, entry] of await this.#scan<{ inode: number }>(prefix)) {
+      const record = await this.#get<InodeRecord>(inodeKey(entry.inode));
+      if (record !== undefined) out.push({ name: key.slice(prefix.length), record });
+    }
+    return out;
+  }
+
+  /** Creates a directory (and missing parents with `parents`); `FILE_EXISTS` if the name is taken. */
+  mkdir(path: string, options: { parents?: boolean; mode?: number } = {}): Promise<InodeRecord> {
+    return this.#write(async () => {
+      const names = splitPath(path);
+      if (names.length === 0) {
+        if (options.parents) return this.lookup("/");
+        throw new DstorError("FILE_EXISTS", "/ already exists");
+      }
+      const ops: BatchOp[] = [];
+      let current = (await this.#get<InodeRecord>(inodeKey(ROOT_INODE)))!;
+      let created: InodeRecord | undefined;
+      const first = await this.#allocInode(ops, names.length);
+      let nextInode = first;
+      for (let i = 0; i < names.length; i++) {
+        const name = names[i]!;
+        const last = i === names.length - 1;
+        const existing = created === undefined ? await this.#child(current.inode, name) : undefined;
+        if (existing !== undefined) {
+          if (last && !options.parents) throw new DstorError("FILE_EXISTS", `${normalizePath(path)} already exists`, { details: { path } });
+          if (existing.type !== "dir") throw new DstorError("NOT_A_DIRECTORY", `${normalizePath(names.slice(0, i + 1).join("/"))} is not a directory`);
+          current = existing;
+          if (last) return existing;
+          continue;
+        }
+        if (!last && !options.parents) throw new DstorError("NO_SUCH_FILE", `no such directory: ${normalizePath(names.slice(0, i + 1).join("/"))}`);
+        const record: InodeRecord = { inode: nextInode++, type: "dir", mode: options.mode ?? 0o755, mtimeMs: Date.now(), size: 0 };
+        ops.push({ type: "put", key: inodeKey(record.inode), value: record });
+        ops.push({ type: "put", key: direntKey(current.inode, name), value: { inode: record.inode } });
+        created = record;
+        current = record;
+      }
+      await this.#db.batch(ops);
+      return current;
+    });
+  }
+
+  /** Removes an empty directory; `DIRECTORY_NOT_EMPTY`, `NOT_A_DIRECTORY` otherwise. */
+  rmdir(path: string): Promise<void> {
+    return this.#write(async () => {
+      const { parent, name } = await this.#resolveParent(path);
+      const dir = await this.#child(parent.inode, name);
+      if (dir === undefined) throw new DstorError("NO_SUCH_FILE", `no such directory: ${normalizePath(path)}`, { details: { path } });
+      if (dir.type !== "dir") throw new DstorError("NOT_A_DIRECTORY", `${normalizePath(path)} is not a directory`, { details: { path } });
+      if ((await this.#scan(direntPrefix(dir.inode), 1)).length > 0) {
+        throw new DstorError("DIRECTORY_NOT_EMPTY", `${normalizePath(path)} is not empty; use rm -r to remove it with its contents`, { details: { path } });
+      }
+      await this.#db.batch([
+        { type: "del", key: direntKey(parent.inode, name) },
+        { type: "del", key: inodeKey(dir.inode) },
+      ]);
+    });
+  }
+
+  /** Ops that drop a file's segments and move its pieces to the pending-delete set. */
+  async #dropFileOps(record: InodeRecord, ops: BatchOp[]): Promise<SegmentMeta[]> {
+    const segments = (await this.#scan<SegmentMeta>(segmentPrefix(record.inode))).map(([, s]) => s);
+    for (const s of segments) {
+      ops.push({ type: "del", key: segmentKey(record.inode, s.index) });
+      for (const [number, farmer] of Object.entries(s.holders)) {
+        const n = Number(number);
+        const ref: PieceRef = { pieceId: s.pieceIds[n]!, root: s.pieceRoots[n]!, size: s.pieceSize, inode: record.inode, segment: s.index, number: n };
+        ops.push({ type: "del", key: pieceKey(farmer, ref.pieceId) });
+        ops.push({ type: "put", key: pendingKey(farmer, ref.pieceId), value: ref });
+      }
+    }
+    ops.push({ type: "del", key: inodeKey(record.inode) });
+    return segments;
+  }
+
+  /**
+   * Creates or replaces the file at `path` with its content and every segment,
+   * in one batch. A replaced file's pieces move to the pending-delete set
+   * (returned, so the caller can delete them on farmers). `IS_A_DIRECTORY` when
+   * `path` is a directory; `FILE_EXISTS` when it is a file and `overwrite` is false.
+   */
+  commitFile(path: string, stored: StoredFile, options: { overwrite?: boolean } = {}): Promise<{ record: InodeRecord; replaced?: RemovedFile }> {
+    return this.#write(async () => {
+      const { parent, name } = await this.#resolveParent(path);
+      const ops: BatchOp[] = [];
+      const existing = await this.#child(parent.inode, name);
+      let replaced: RemovedFile | undefined;
+      if (existing !== undefined) {
+        if (existing.type === "dir") throw new DstorError("IS_A_DIRECTORY", `${normalizePath(path)} is a directory`, { details: { path } });
+        if (options.overwrite === false) throw new DstorError("FILE_EXISTS", `${normalizePath(path)} already exists`, { details: { path } });
+        replaced = { record: existing, segments: await this.#dropFileOps(existing, ops) };
+      }
+      const inode = await this.#allocInode(ops);
+      const record: InodeRecord = {
+        inode,
+        type: "file",
+        mode: stored.mode ?? 0o644,
+        mtimeMs: stored.mtimeMs ?? Date.now(),
+        size: stored.size,
+        file: { ...stored.content, segmentCount: stored.segments.length },
+      };
+      ops.push({ type: "put", key: inodeKey(inode), value: record });
+      ops.push({ type: "put", key: direntKey(parent.inode, name), value: { inode } });
+      for (const s of stored.segments) {
+        ops.push({ type: "put", key: segmentKey(inode, s.index), value: s });
+        for (const [number, farmer] of Object.entries(s.holders)) {
+          const n = Number(number);
+          const ref: PieceRef = { pieceId: s.pieceIds[n]!, root: s.pieceRoots[n]!, size: s.pieceSize, inode, segment: s.index, number: n };
+          ops.push({ type: "put", key: pieceKey(farmer, ref.pieceId), value: ref });
+        }
+      }
+      await this.#db.batch(ops);
+      this.#log.debug("file committed", { path: normalizePath(path), inode, segments: stored.segments.length });
+      return replaced === undefined ? { record } : { record, replaced };
+    });
+  }
+
+  /** Removes the file at `path` in one batch; its pieces move to the pending-delete set. `IS_A_DIRECTORY` for directories. */
+  unlink(path: string): Promise<RemovedFile> {
+    return this.#write(async () => {
+      const { parent, name } = await this.#resolveParent(path);
+      const record = await this.#child(parent.inode, name);
+      if (record === undefined) throw new DstorError("NO_SUCH_FILE", `no such file: ${normalizePath(path)}`, { details: { path } });
+      if (record.type === "dir") throw new DstorError("IS_A_DIRECTORY", `${normalizePath(path)} is a directory; use rm -r`, { details: { path } });
+      const ops: BatchOp[] = [{ type: "del", key: direntKey(parent.inode, name) }];
+      const segments = await this.#dropFileOps(record, ops);
+      await this.#db.batch(ops);
+      return { record, segments };
+    });
+  }
+
+  /**
+   * Moves `from` to `to` atomically, replacing a file or an empty directory
+   * at `to` as POSIX rename does. A replaced file's pieces move to the
+   * pending-delete set.
+   */
+  rename(from: string, to: string): Promise<{ replaced?: RemovedFile }> {
+    return this.#write(async () => {
+      const src = await this.#resolveParent(from);
+      const dst = await this.#resolveParent(to);
+      const record = await this.#child(src.parent.inode, src.name);
+      if (record === undefined) throw new DstorError("NO_SUCH_FILE", `no such file or directory: ${normalizePath(from)}`, { details: { path: from } });
+      if (src.parent.inode === dst.parent.inode && src.name === dst.name) return {};
+      if (record.type === "dir") {
+        // Moving a directory below itself would detach a cycle from the tree.
+        const srcPath = src.names.join("/");
+        const dstPath = dst.names.join("/");
+        if (dstPath.startsWith(`${srcPath}/`)) throw new DstorError("INVALID_ARGUMENT", `cannot move ${normalizePath(from)} into itself`);
+      }
+      const ops: BatchOp[] = [];
+      let replaced: RemovedFile | undefined;
+      const target = await this.#child(dst.parent.inode, dst.name);
+      if (target !== undefined) {
+        if (target.type === "dir" && record.type !== "dir") throw new DstorError("IS_A_DIRECTORY", `${normalizePath(to)} is a directory`);
+        if (target.type !== "dir" && record.type === "dir") throw new DstorError("NOT_A_DIRECTORY", `${normalizePath(to)} is not a directory`);
+        if (target.type === "dir") {
+          if ((await this.#scan(direntPrefix(target.inode), 1)).length > 0) throw new DstorError("DIRECTORY_NOT_EMPTY", `${normalizePath(to)} is not empty`);
+          ops.push({ type: "del", key: inodeKey(target.inode) });
+        } else {
+          replaced = { record: target, segments: await this.#dropFileOps(target, ops) };
+        }
+      }
+      ops.push({ type: "del", key: direntKey(src.parent.inode, src.name) });
+      ops.push({ type: "put", key: direntKey(dst.parent.inode, dst.name), value: { inode: record.inode } });
+      await this.#db.batch(ops);
+      return replaced === undefined ? {} : { replaced };
+    });
+  }
+
+  /** The segments of file `inode`, in order. */
+  async segments(inode: number): Promise<SegmentMeta[]> {
+    return (await this.#scan<SegmentMeta>(segmentPrefix(inode))).map(([, s]) => s);
+  }
+
+  /** One segment of file `inode`. */
+  segment(inode: number, index: number): Promise<SegmentMeta | undefined> {
+    return this.#get<SegmentMeta>(segmentKey(inode, index));
+  }
+
+  /** The renter's record of `address`, if any. */
+  farmer(address: string): Promise<FarmerRecord | undefined> {
+    return this.#get<FarmerRecord>(farmerKey(address.toLowerCase()));
+  }
+
+  /** Every farmer the renter has a record of. */
+  async farmers(): Promise<FarmerRecord[]> {
+    return (await this.#scan<FarmerRecord>("f/")).map(([, f]) => f);
+  }
+
+  /**
+   * Read-modify-write of a farmer record (created fresh when missing). Used
+   * for deals (`dealId`, `term`) and for the renter's own reputation table.
+   */
+  updateFarmer(address: string, update: (record: FarmerRecord) => FarmerRecord): Promise<FarmerRecord> {
+    return this.#write(async () => {
+      const key = farmerKey(address.toLowerCase());
+      const current = (await this.#get<FarmerRecord>(key)) ?? newFarmerRecord(address);
+      const next = update({ ...current });
+      await this.#db.batch([{ type: "put", key, value: next }]);
+      return next;
+    });
+  }
+
+  /** Pieces `farmer` holds for live files. */
+  async piecesOn(farmer: string): Promise<PieceRef[]> {
+    return (await this.#scan<PieceRef>(`p/${farmer.toLowerCase()}/`)).map(([, p]) => p);
+  }
+
+  /** Pieces waiting to be deleted on farmers (left by unlink / replace). */
+  async pendingDeletes(limit = -1): Promise<Array<{ farmer: string; ref: PieceRef }>> {
+    return (await this.#scan<PieceRef>("x/", limit)).map(([key, ref]) => ({ farmer: key.split("/")[1]!, ref }));
+  }
+
+  /** Marks a pending deletion as done. */
+  clearPendingDeletes(done: Array<{ farmer: string; pieceId: string }>): Promise<void> {
+    if (done.length === 0) return Promise.resolve();
+    return this.#write(() => this.#db.batch(done.map((d) => ({ type: "del" as const, key: pendingKey(d.farmer.toLowerCase(), d.pieceId) }))));
+  }
+
+  /** Closes the database (idempotent); waits for writes in progress. */
+  close(): Promise<void> {
+    this.#closed ??= (async () => {
+      await this.#tail.catch(() => {});
+      await this.#db.close();
+      await rm(join(this.dir, "..", "meta.pid"), { force: true }).catch(() => {});
+    })();
+    return this.#closed;
+  }
+}
+
+function errCode(error: unknown): string | undefined {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === "string" ? code : undefined;
+}
+
+/**
+ * Opens (creating if needed) the metadata database in `dir`. A second opener
+ * — another process, or this one twice — gets `HOME_IN_USE` naming the
+ * process that holds it (from the `meta.pid` file written next to the database).
+ */
+export async function openMetadataDb(init: MetadataDbInit): Promise<MetadataDb> {
+  const logger = init.logger ?? silentLogger("dstor:metadata");
+  const db = new Level<string, Value>(init.dir, { valueEncoding: "json" });
+  const pidFile = join(init.dir, "..", "meta.pid");
+  try {
+    await mkdir(init.dir, { recursive: true });
+    await db.open({ createIfMissing: true });
+  } catch (error) {
+    const cause = (error as { cause?: unknown }).cause;
+    if (errCode(cause) === "LEVEL_LOCKED" || errCode(error) === "LEVEL_LOCKED") {
+      const pid = (await readFile(pidFile, "utf8").catch(() => "")).trim();
+      throw new DstorError(
+        "HOME_IN_USE",
+        `the renter metadata in ${init.dir} is in use by another dstor process${pid === "" ? "" : ` (pid ${pid})`}; stop it or use another --home`,
+        { cause: error, details: { dir: init.dir, pid } },
+      );
+    }
+    throw new DstorError("STORE_CORRUPT", `cannot open the renter metadata in ${init.dir}: ${(error as Error).message}`, { cause: error });
+  }
+  await writeFile(pidFile, `${process.pid}\n`).catch(() => {});
+  const meta = new MetadataDb(init.dir, db, logger);
+  try {
+    await meta.init();
+  } catch (error) {
+    await meta.close();
+    throw error;
+  }
+  return meta;
+}

@@ -1,0 +1,201 @@
+/**
+ * The renter's composition root: home → phrase → keys; the metadata database
+ * (HOME/renter/meta); the chain (registry for discovery, market for deals);
+ * a dial-only libp2p node and the FarmerClient behind the renter's narrow
+ * PieceTransport; then the Renter itself.
+ *
+ * Commands that only read metadata (`ls`, `stat`) open the node `offline`:
+ * no chain, no libp2p, and any transfer fails with a clear error.
+ *
+ * Shutdown order (stop() is idempotent): libp2p node → chain provider →
+ * metadata database, so no transfer can write to a closed database.
+ */
+import { join } from "node:path";
+import { type Deployment, connectContracts, readDeployment } from "../chain/contracts.js";
+import { fundDevAccount, resolveChainEndpoint } from "../chain/devchain.js";
+import { peerBindingMessage } from "../chain/proofs.js";
+import { createProvider, walletSigner } from "../chain/signer.js";
+import { DstorError } from "../core/errors.js";
+import { type Logger, silentLogger } from "../core/logging.js";
+import { deriveKeys } from "../crypto/keys.js";
+import type { KernelChoice } from "../erasure/index.js";
+import { parseRedundancyStrategy } from "../erasure/strategy.js";
+import { FarmerClient } from "../farmer/client.js";
+import { type MetadataDb, openMetadataDb } from "../metadata/db.js";
+import { ChainDeals } from "../renter/deals.js";
+import { createFarmerDirectory, withPeer } from "../renter/directory.js";
+import { createOrderAuthority } from "../renter/orders.js";
+import { Renter } from "../renter/renter.js";
+import type { SelectionPolicy } from "../renter/selection.js";
+import type { DealProvider, FarmerDirectory, FarmerRef, PieceTransport } from "../renter/types.js";
+import { homePaths, loadPhrase } from "./home.js";
+import { createDstorLibp2p, type DstorLibp2p } from "./libp2p.js";
+
+/** Tokens a dev-chain renter is given by the faucet on its first deal. */
+const DEV_FUND_TOKENS = 1_000_000n * 1_000_000n;
+
+/** Options of {@link openRenterNode}. */
+export interface RenterNodeInit {
+  home: string;
+  /** Only metadata: no chain, no network (ls, stat). */
+  offline?: boolean;
+  chainRpc?: string | undefined;
+  /** Deployment file (default HOME/chain/deployment.json). */
+  deployment?: string | undefined;
+  port?: number | undefined;
+  /** `--farmers`. */
+  farmers?: readonly string[] | undefined;
+  redundancy?: string;
+  segmentSize?: number;
+  policy?: SelectionPolicy;
+  kernel?: KernelChoice;
+  logger?: Logger;
+}
+
+/** A running renter. */
+export interface RenterNode {
+  renter: Renter;
+  metadata: MetadataDb;
+  /** The renter's wallet address. */
+  address: string;
+  stop(): Promise<void>;
+}
+
+/** The libp2p FarmerClient as the renter's {@link PieceTransport}. */
+export function farmerClientTransport(client: FarmerClient): PieceTransport {
+  const target = (farmer: FarmerRef): string => {
+    const ma = farmer.multiaddrs[0];
+    if (ma === undefined) throw new DstorError("NOT_ENOUGH_FARMERS", `no address is known for farmer ${farmer.address}`);
+    return withPeer(ma, farmer.peerId);
+  };
+  return {
+    async put(farmer, request, options = {}) {
+      await client.put(
+        target(farmer),
+        { order: request.order.order, signature: request.order.signature, pieceId: request.pieceId, size: request.data.byteLength, root: request.root },
+        request.data,
+        options,
+      );
+    },
+    async get(farmer, request, options = {}) {
+      // FarmerClient verifies the bytes against request.root with the farmer's multiproof.
+      const result = await client.get(
+        target(farmer),
+        {
+          order: request.order.order,
+          signature: request.order.signature,
+          pieceId: request.pieceId,
+          root: request.root,
+          size: request.size,
+          ...(request.offset === undefined ? {} : { offset: request.offset }),
+          ...(request.length === undefined ? {} : { length: request.length }),
+        },
+        options,
+      );
+      return { data: result.data };
+    },
+    async delete(farmer, request, options = {}) {
+      await client.delete(target(farmer), { order: request.order.order, signature: request.order.signature, pieceId: request.pieceId }, options);
+    },
+    async info(multiaddrs, options = {}) {
+      const ma = multiaddrs[0];
+      if (ma === undefined) throw new DstorError("INVALID_ARGUMENT", "no multiaddr given");
+      const about = await client.info(ma, options);
+      return { address: about.wallet, peerId: about.peerId, freeBytes: about.free, priceTbMonth: about.priceTbMonth };
+    },
+  };
+}
+
+const offlineError = (): DstorError => new DstorError("INTERNAL", "this renter was opened offline (metadata only)");
+
+/** Opens the renter of `home` (see the module note). */
+export async function openRenterNode(init: RenterNodeInit): Promise<RenterNode> {
+  const log = init.logger ?? silentLogger("dstor:renter");
+  const phrase = await loadPhrase(init.home);
+  const keys = deriveKeys(phrase);
+  const address = keys.wallet.address.toLowerCase();
+  const strategy = parseRedundancyStrategy(init.redundancy ?? "4/6/8/10");
+  const metadata = await openMetadataDb({ dir: join(homePaths(init.home).renter, "meta"), logger: log.child("metadata") });
+  const cleanups: Array<() => Promise<void>> = [async () => metadata.close()];
+  let stopping: Promise<void> | undefined;
+  const stop = (): Promise<void> => {
+    stopping ??= (async () => {
+      for (const fn of cleanups.reverse()) {
+        try {
+          await fn();
+        } catch (error) {
+          log.warn("shutdown step failed", { error: String(error) });
+        }
+      }
+    })();
+    return stopping;
+  };
+  const renterInit = {
+    strategy,
+    segmentSize: init.segmentSize ?? 8 * 1024 * 1024,
+    pieceIdKey: keys.pieceIdKey,
+    ...(init.policy === undefined ? {} : { policy: init.policy }),
+    ...(init.kernel === undefined ? {} : { kernel: init.kernel }),
+  };
+  if (init.offline) {
+    const fail = async (): Promise<never> => {
+      throw offlineError();
+    };
+    const transport: PieceTransport = { put: fail, get: fail, delete: fail };
+    const directory: FarmerDirectory = { list: fail };
+    const deals: DealProvider = { ensureDeal: fail };
+    const orders = { renter: address, sign: fail };
+    const renter = new Renter({ metadata, transport, directory, deals, orders, logger: log }, renterInit);
+    return { renter, metadata, address, stop };
+  }
+  try {
+    let endpoint: { rpcUrl: string; deployment: Deployment };
+    if (init.deployment !== undefined) {
+      endpoint = { rpcUrl: init.chainRpc ?? `http://127.0.0.1:${init.port ?? 8545}`, deployment: await readDeployment(init.deployment) };
+    } else {
+      endpoint = await resolveChainEndpoint({ home: init.home, chainRpc: init.chainRpc, port: init.port });
+    }
+    const { rpcUrl, deployment } = endpoint;
+    const provider = createProvider(rpcUrl);
+    cleanups.push(async () => provider.destroy());
+    const signer = walletSigner(keys.wallet.privateKey, provider);
+    const contracts = connectContracts(deployment, signer);
+    const node: DstorLibp2p = await createDstorLibp2p({ privateKeySeed: keys.libp2pIdentitySeed, listen: [], allowPrivateAddresses: true });
+    cleanups.push(async () => {
+      await node.stop();
+    });
+    const client = new FarmerClient({ node });
+    const transport = farmerClientTransport(client);
+    const directory = createFarmerDirectory({
+      registry: contracts.registry,
+      bindingMessage: (wallet) => peerBindingMessage(deployment.chainId, deployment.registry, wallet),
+      static: init.farmers ?? [],
+      transport,
+      logger: log.child("directory"),
+    });
+    const deals = new ChainDeals({
+      market: contracts.market,
+      token: contracts.token,
+      marketAddress: deployment.market,
+      renter: address,
+      metadata,
+      priceOf: (farmer) => contracts.registry.priceOf(farmer),
+      prepare: async () => {
+        // Dev chains have a faucet; a real network's renter funds its wallet itself.
+        if (deployment.params.faucet && (await contracts.token.balanceOf(address)) < DEV_FUND_TOKENS / 2n) {
+          await fundDevAccount(rpcUrl, deployment, address, DEV_FUND_TOKENS);
+        }
+      },
+      wallet: keys.wallet,
+      chainId: BigInt(deployment.chainId),
+      coSign: (farmer, proposal, options) => client.signDealState(withPeer(farmer.multiaddrs[0] ?? "", farmer.peerId), { v: 1, ...proposal }, options),
+      logger: log.child("deals"),
+    });
+    const orders = await createOrderAuthority(keys.wallet, BigInt(deployment.chainId));
+    const renter = new Renter({ metadata, transport, directory, deals, orders, logger: log }, renterInit);
+    return { renter, metadata, address, stop };
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+}

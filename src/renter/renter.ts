@@ -1,0 +1,796 @@
+/**
+ * The renter: files in, pieces out across farmers, and back.
+ *
+ * Upload (per file):
+ *   source ─► segmentChunks (bounded: one segment buffered at a time)
+ *          ─► encodeSegment into a pooled layout buffer
+ *          ─► up to SEGMENTS_IN_FLIGHT segments uploading at once
+ *          ─► per segment: `total` puts in parallel, stop at `optimal`
+ *          ─► one metadata batch with the file and every segment
+ * Files of at most 4 KiB never touch a farmer: they are sealed with the file
+ * key and kept inline in the metadata.
+ *
+ * Long tail. A segment's `total` puts start together; as soon as `optimal`
+ * have succeeded the rest are aborted. That is the normal outcome (slow
+ * farmers only cost the bytes already sent), counted in the result as
+ * `longTailCancelled`, never reported as an error. A put that fails while
+ * fewer than `optimal` have succeeded is retried on a spare farmer (a
+ * different one, in a failure domain the segment does not use yet); when
+ * there are no spares left and `optimal` is out of reach the segment fails
+ * with `NOT_ENOUGH_FARMERS`. Before resolving, a segment waits for its aborted
+ * puts to settle, so its layout buffer is never reused while a stream still
+ * reads from it.
+ *
+ * Atomicity. Metadata is written once, after every segment is stored. A
+ * failed upload writes nothing; pieces it did store are deleted on their
+ * farmers, best effort (a farmer that keeps them is not paid for them: they
+ * never enter a co-signed deal state).
+ *
+ * Download (per segment): start k + EXTRA_DOWNLOADS gets from the holders
+ * with the best record, verify each piece as it arrives (whole pieces
+ * against their Merkle root, ranges against the farmer's multiproof), stop at
+ * k verified, decode, decrypt. A missing piece or a failed verification
+ * lowers that farmer's score in metadata and starts the next holder. Byte
+ * ranges fetch only the leaf-aligned piece ranges they need and decrypt only
+ * the 64 KiB blocks they touch.
+ *
+ * Lock order: none beyond the metadata database's own write mutex; this
+ * module keeps no shared mutable state between operations other than the
+ * layout pool (used only by the upload loop that owns it) and the farmer
+ * candidate cache (replaced wholesale).
+ */
+import { abortReason, throwIfAborted } from "../core/abort.js";
+import { DstorError, isDstorError } from "../core/errors.js";
+import { type Logger, silentLogger } from "../core/logging.js";
+import { openBlocks, openSegment, sealedLength, sealedRangeFor, sealSegment } from "../crypto/aead.js";
+import { bytesEqual, fromHex, toHex } from "../crypto/bytes.js";
+import { deriveSegmentKey, generateFileId, generateFileKey, generateSegmentSalt, segmentId } from "../crypto/keys.js";
+import { LEAF_SIZE_BYTES, leafCount, merkleRoot, verifyMerkleMultiproof } from "../crypto/merkle.js";
+import { createErasureCoder, type ErasureCoder, type KernelChoice } from "../erasure/index.js";
+import { formatRedundancyStrategy, parseRedundancyStrategy, type RedundancyStrategy } from "../erasure/strategy.js";
+import type { MetadataDb, RemovedFile } from "../metadata/db.js";
+import { normalizePath } from "../metadata/db.js";
+import { type FarmerRecord, INLINE_MAX_BYTES, type InodeRecord, type SegmentMeta } from "../metadata/types.js";
+import { createSegmentPipeline, type EncodedSegment, encodeSegment, type FileSecrets, segmentChunks, segmentLayoutBytes, type SegmentPipelineComponents } from "../pipeline/index.js";
+import { OrderAction } from "../protocol/orders.js";
+import { failureDomain, type SelectionPolicy, selectFarmers } from "./selection.js";
+import type { DealProvider, FarmerCandidate, FarmerDirectory, FarmerRef, OrderAuthority, PieceTransport } from "./types.js";
+
+/** Segments uploading at once: enough to keep every farmer link busy while the next segment is encoded. */
+export const SEGMENTS_IN_FLIGHT = 3;
+/**
+ * Gets started beyond k per segment, so one slow or bad farmer does not
+ * stall a read. One, not more: every extra whole-piece get costs a full
+ * piece of transfer, decryption and hashing on both ends — k/4 of the work
+ * for k = 4 — and a failed or corrupt get is replaced at once from the
+ * remaining holders anyway.
+ */
+export const EXTRA_DOWNLOADS = 1;
+/** How long a farmer list from the directory is reused, in ms. */
+const CANDIDATE_TTL_MS = 30_000;
+
+/** Injected dependencies of a {@link Renter}. */
+export interface RenterComponents {
+  metadata: MetadataDb;
+  transport: PieceTransport;
+  directory: FarmerDirectory;
+  deals: DealProvider;
+  orders: OrderAuthority;
+  logger?: Logger;
+}
+
+/** Options of a {@link Renter}. */
+export interface RenterInit {
+  strategy: RedundancyStrategy;
+  /** Plaintext bytes per segment. */
+  segmentSize: number;
+  /** The renter's piece-id key (from the phrase). */
+  pieceIdKey: Uint8Array;
+  policy?: SelectionPolicy;
+  kernel?: KernelChoice;
+  segmentsInFlight?: number;
+  extraDownloads?: number;
+}
+
+/** Progress callback: bytes of user data done so far. */
+export type ProgressFn = (bytesDone: number) => void;
+
+/** Options of {@link Renter.put}. */
+export interface PutOptions {
+  signal?: AbortSignal | undefined;
+  mode?: number;
+  mtimeMs?: number;
+  onProgress?: ProgressFn | undefined;
+}
+
+/** What {@link Renter.put} did. */
+export interface PutResult {
+  path: string;
+  size: number;
+  inline: boolean;
+  segments: number;
+  piecesStored: number;
+  /** Puts aborted once `optimal` was reached (the normal long tail). */
+  longTailCancelled: number;
+  /** Puts that failed and were replaced. */
+  replaced: number;
+  /** Farmers whose deal state could not be co-signed yet (their new pieces expire unless a later sync succeeds). */
+  unconfirmedFarmers: number;
+}
+
+/** Per-piece view for `stat`. */
+export interface PieceStat {
+  number: number;
+  pieceId: string;
+  farmer?: string | undefined;
+}
+
+/** What {@link Renter.stat} reports. */
+export interface FileStat {
+  path: string;
+  record: InodeRecord;
+  redundancy?: string;
+  segments: Array<{ index: number; plaintextLength: number; pieceSize: number; healthy: number; pieces: PieceStat[] }>;
+  /** Lowest piece count of any segment vs. the strategy: `inline`, `healthy` (≥ optimal), `degraded` (> repair), `repair` (≥ k), `lost`. */
+  health: "inline" | "healthy" | "degraded" | "repair" | "lost" | "directory";
+}
+
+function hex(bytes: Uint8Array): string {
+  return toHex(bytes);
+}
+
+/** Collects an async iterable's first bytes; returns them and whether the source ended. */
+async function peekBytes(
+  iterator: AsyncIterator<Uint8Array>,
+  limit: number,
+): Promise<{ head: Uint8Array[]; bytes: number; done: boolean }> {
+  const head: Uint8Array[] = [];
+  let bytes = 0;
+  while (bytes <= limit) {
+    const next = await iterator.next();
+    if (next.done) return { head, bytes, done: true };
+    head.push(next.value);
+    bytes += next.value.byteLength;
+  }
+  return { head, bytes, done: false };
+}
+
+async function* prepend(head: Uint8Array[], iterator: AsyncIterator<Uint8Array>): AsyncGenerator<Uint8Array> {
+  yield* head;
+  for (;;) {
+    const next = await iterator.next();
+    if (next.done) return;
+    yield next.value;
+  }
+}
+
+function concat(chunks: Uint8Array[], total: number): Uint8Array {
+  const out = new Uint8Array(total);
+  let at = 0;
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.byteLength;
+  }
+  return out;
+}
+
+/** The renter; see the module note. */
+export class Renter {
+  readonly strategy: RedundancyStrategy;
+  readonly segmentSize: number;
+  readonly #c: RenterComponents;
+  readonly #init: RenterInit;
+  readonly #log: Logger;
+  readonly #pipelines = new Map<string, { pipeline: SegmentPipelineComponents; coder: ErasureCoder }>();
+  #candidates: { at: number; list: FarmerCandidate[] } | undefined;
+  readonly #knownDeals = new Map<string, bigint>();
+
+  constructor(components: RenterComponents, init: RenterInit) {
+    this.#c = components;
+    this.#init = init;
+    this.strategy = init.strategy;
+    this.segmentSize = init.segmentSize;
+    this.#log = components.logger ?? silentLogger("dstor:renter");
+  }
+
+  /** The metadata database. */
+  get metadata(): MetadataDb {
+    return this.#c.metadata;
+  }
+
+  #coderFor(redundancy: string): { pipeline: SegmentPipelineComponents; coder: ErasureCoder } {
+    let entry = this.#pipelines.get(redundancy);
+    if (entry === undefined) {
+      const strategy = parseRedundancyStrategy(redundancy);
+      const kernel = this.#init.kernel ?? "auto";
+      entry = { pipeline: createSegmentPipeline({ strategy, kernel, logger: this.#log }), coder: createErasureCoder(strategy, { kernel }) };
+      this.#pipelines.set(redundancy, entry);
+    }
+    return entry;
+  }
+
+  async #listCandidates(signal: AbortSignal | undefined, fresh = false): Promise<FarmerCandidate[]> {
+    if (!fresh && this.#candidates !== undefined && Date.now() - this.#candidates.at < CANDIDATE_TTL_MS) return this.#candidates.list;
+    const list = await this.#c.directory.list({ signal });
+    this.#candidates = { at: Date.now(), list };
+    return list;
+  }
+
+  async #records(): Promise<Map<string, FarmerRecord>> {
+    return new Map((await this.#c.metadata.farmers()).map((r) => [r.address, r]));
+  }
+
+  async #recordOutcome(farmer: FarmerRef, outcome: { ok: boolean; bytes?: number; ms?: number; corrupt?: boolean }): Promise<void> {
+    try {
+      await this.#c.metadata.updateFarmer(farmer.address, (r) => ({
+        ...r,
+        peerId: farmer.peerId || r.peerId,
+        multiaddrs: farmer.multiaddrs.length > 0 ? [...farmer.multiaddrs] : r.multiaddrs,
+        successes: r.successes + (outcome.ok ? 1 : 0),
+        failures: r.failures + (outcome.ok ? 0 : 1),
+        corrupt: r.corrupt + (outcome.corrupt ? 1 : 0),
+        bytes: r.bytes + (outcome.ok ? (outcome.bytes ?? 0) : 0),
+        ms: r.ms + (outcome.ok ? (outcome.ms ?? 0) : 0),
+      }));
+    } catch (error) {
+      // Scores are advisory; a closed database during shutdown must not fail a transfer.
+      this.#log.debug("could not record a farmer outcome", { farmer: farmer.address, error });
+    }
+  }
+
+  // ------------------------------------------------------------------ upload
+
+  /**
+   * Stores the bytes of `source` at `remotePath` (replacing a file there).
+   * Memory stays bounded by SEGMENTS_IN_FLIGHT segments and their pieces,
+   * whatever the file size. Throws `NOT_ENOUGH_FARMERS` when a segment cannot
+   * reach `optimal` pieces; nothing is written to metadata then.
+   */
+  async put(remotePath: string, source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, options: PutOptions = {}): Promise<PutResult> {
+    const path = normalizePath(remotePath);
+    if (path === "/") throw new DstorError("IS_A_DIRECTORY", "/ is a directory; name a file");
+    const signal = options.signal;
+    // Fail early, before any transfer, on paths that cannot be committed.
+    await this.#checkTarget(path);
+    const fileKey = generateFileKey();
+    const fileId = generateFileId();
+    const secrets: FileSecrets = { fileKey, fileId, pieceIdKey: this.#init.pieceIdKey };
+    const redundancy = formatRedundancyStrategy(this.strategy);
+    const base = { fileKey: hex(fileKey), fileId: hex(fileId), segmentSize: this.segmentSize, redundancy };
+    const iterator = (Symbol.asyncIterator in source ? source[Symbol.asyncIterator]() : (async function* () { yield* source as Iterable<Uint8Array>; })()) as AsyncIterator<Uint8Array>;
+    const peek = await peekBytes(iterator, INLINE_MAX_BYTES);
+    const stored = { mode: options.mode ?? 0o644, mtimeMs: options.mtimeMs ?? Date.now() };
+    if (peek.done && peek.bytes <= INLINE_MAX_BYTES) {
+      const plaintext = concat(peek.head, peek.bytes);
+      const salt = generateSegmentSalt();
+      const sealed = sealSegment(deriveSegmentKey(fileKey, 0, salt), segmentId(fileId, 0), plaintext);
+      const { replaced } = await this.#c.metadata.commitFile(path, {
+        ...stored,
+        size: peek.bytes,
+        content: { ...base, segmentCount: 0, inline: { salt: hex(salt), sealed: Buffer.from(sealed).toString("base64") } },
+        segments: [],
+      });
+      options.onProgress?.(peek.bytes);
+      await this.#afterReplace(replaced, signal);
+      return { path, size: peek.bytes, inline: true, segments: 0, piecesStored: 0, longTailCancelled: 0, replaced: 0, unconfirmedFarmers: 0 };
+    }
+    const { pipeline } = this.#coderFor(redundancy);
+    const stats = { longTailCancelled: 0, replaced: 0 };
+    const segments: SegmentMeta[] = [];
+    const inFlight = new Map<number, Promise<void>>();
+    const pool: Uint8Array[] = [];
+    const layoutBytes = segmentLayoutBytes(pipeline.coder, this.segmentSize);
+    const controller = new AbortController();
+    const onAbort = (): void => controller.abort(signal?.reason);
+    signal?.addEventListener("abort", onAbort, { once: true });
+    let size = 0;
+    let done = 0;
+    let failure: unknown;
+    try {
+      let index = 0;
+      for await (const plaintext of segmentChunks(prepend(peek.head, iterator), this.segmentSize, { signal: controller.signal })) {
+        while (inFlight.size >= (this.#init.segmentsInFlight ?? SEGMENTS_IN_FLIGHT)) await Promise.race(inFlight.values());
+        if (failure !== undefined) break;
+        throwIfAborted(controller.signal);
+        size += plaintext.byteLength;
+        const layout = pool.pop() ?? new Uint8Array(Buffer.allocUnsafeSlow(layoutBytes).buffer, 0, layoutBytes);
+        const encoded = encodeSegment(pipeline, secrets, index, plaintext, { layout });
+        const i = index++;
+        const task = this.#uploadSegment(encoded, stats, controller.signal)
+          .then((meta) => {
+            segments[i] = meta;
+            done += encoded.record.plaintextLength;
+            options.onProgress?.(done);
+          })
+          .catch((error: unknown) => {
+            failure ??= error;
+            controller.abort(error);
+          })
+          .finally(() => {
+            pool.push(layout);
+            inFlight.delete(i);
+          });
+        inFlight.set(i, task);
+      }
+    } catch (error) {
+      failure ??= error;
+      controller.abort(error);
+    }
+    await Promise.all(inFlight.values());
+    signal?.removeEventListener("abort", onAbort);
+    if (failure !== undefined) {
+      await this.#deleteStored(segments.filter((s) => s !== undefined), fileKey);
+      if (signal?.aborted) throw abortReason(signal);
+      throw failure;
+    }
+    const { replaced } = await this.#c.metadata.commitFile(path, { ...stored, size, content: { ...base, segmentCount: segments.length }, segments });
+    const farmers = new Set(segments.flatMap((s) => Object.values(s.holders)));
+    const unconfirmed = await this.syncDeals([...farmers], { signal });
+    await this.#afterReplace(replaced, signal, farmers);
+    const piecesStored = segments.reduce((n, s) => n + Object.keys(s.holders).length, 0);
+    return { path, size, inline: false, segments: segments.length, piecesStored, ...stats, unconfirmedFarmers: unconfirmed };
+  }
+
+  async #checkTarget(path: string): Promise<void> {
+    try {
+      const existing = await this.#c.metadata.lookup(path);
+      if (existing.type === "dir") throw new DstorError("IS_A_DIRECTORY", `${path} is a directory; name a file inside it`, { details: { path } });
+    } catch (error) {
+      if (!isDstorError(error, "NO_SUCH_FILE")) throw error;
+      const parent = path.slice(0, path.lastIndexOf("/")) || "/";
+      const dir = await this.#c.metadata.lookup(parent);
+      if (dir.type !== "dir") throw new DstorError("NOT_A_DIRECTORY", `${parent} is not a directory`);
+    }
+  }
+
+  async #afterReplace(replaced: RemovedFile | undefined, signal: AbortSignal | undefined, synced?: ReadonlySet<string>): Promise<void> {
+    if (replaced !== undefined) await this.flushDeletes({ signal, ...(synced === undefined ? {} : { synced }) }).catch((error: unknown) => this.#log.warn("deleting replaced pieces failed; will retry", { error }));
+  }
+
+  /** Best-effort deletion of pieces of an upload that did not commit. */
+  async #deleteStored(segments: SegmentMeta[], _fileKey: Uint8Array): Promise<void> {
+    const jobs: Promise<unknown>[] = [];
+    for (const s of segments) {
+      for (const [number, address] of Object.entries(s.holders)) {
+        jobs.push(this.#deletePiece(address, s.pieceIds[Number(number)]!, s.pieceSize).catch(() => false));
+      }
+    }
+    await Promise.all(jobs);
+  }
+
+  async #putPiece(farmer: FarmerCandidate, pieceId: string, root: string, data: Uint8Array, signal: AbortSignal): Promise<void> {
+    const dealId = await this.#c.deals.ensureDeal(farmer, { signal });
+    if (this.#knownDeals.get(farmer.address) !== dealId) {
+      // Gets and deletes later sign orders under this deal; keep it with the farmer's record.
+      await this.#c.metadata.updateFarmer(farmer.address, (r) => ({ ...r, peerId: farmer.peerId, multiaddrs: [...farmer.multiaddrs], dealId: dealId.toString() }));
+      this.#knownDeals.set(farmer.address, dealId);
+    }
+    const order = await this.#c.orders.sign({ farmer: farmer.address, dealId, pieceId, action: OrderAction.Put, maxBytes: data.byteLength });
+    await this.#c.transport.put(farmer, { order, pieceId, root, data }, { signal });
+  }
+
+  async #uploadSegment(encoded: EncodedSegment, stats: { longTailCancelled: number; replaced: number }, signal: AbortSignal): Promise<SegmentMeta> {
+    const { optimal, total } = this.strategy;
+    const { record, pieces } = encoded;
+    const candidates = await this.#listCandidates(signal);
+    const records = await this.#records();
+    const policy = this.#init.policy ?? {};
+    const initial = selectFarmers({ candidates, records, count: total, pieceBytes: record.pieceSize, policy });
+    if (initial.length < optimal) {
+      throw new DstorError("NOT_ENOUGH_FARMERS", `not enough farmers: need ${optimal}, found ${initial.length}`, {
+        details: { need: optimal, found: initial.length, known: candidates.length },
+      });
+    }
+    const tail = new AbortController();
+    const combined = AbortSignal.any([signal, tail.signal]);
+    const holders: Record<number, string> = {};
+    const tried = new Set<string>();
+    const active = new Map<number, FarmerCandidate>();
+    let inFlight = 0;
+    let lastError: unknown;
+    let reachedOptimal = false;
+
+    await new Promise<void>((resolve) => {
+      const settleIfDone = (): void => {
+        if (inFlight === 0) resolve();
+      };
+      const start = (number: number, farmer: FarmerCandidate): void => {
+        tried.add(farmer.address);
+        active.set(number, farmer);
+        inFlight++;
+        const piece = pieces[number]!;
+        const began = performance.now();
+        this.#putPiece(farmer, hex(piece.id), hex(piece.root), piece.data, combined).then(
+          () => {
+            inFlight--;
+            active.delete(number);
+            holders[number] = farmer.address;
+            void this.#recordOutcome(farmer, { ok: true, bytes: piece.data.byteLength, ms: performance.now() - began });
+            if (!reachedOptimal && Object.keys(holders).length >= optimal) {
+              reachedOptimal = true;
+              stats.longTailCancelled += inFlight;
+              tail.abort(new DstorError("ABORTED", "long tail cancelled: optimal pieces stored"));
+            }
+            settleIfDone();
+          },
+          (error: unknown) => {
+            inFlight--;
+            active.delete(number);
+            if (!reachedOptimal && !signal.aborted) {
+              lastError = error;
+              this.#log.debug("piece put failed", { farmer: farmer.address, piece: number, error });
+              void this.#recordOutcome(farmer, { ok: false });
+              const stored = Object.keys(holders).length;
+              if (stored + inFlight < optimal) {
+                const used = new Set([...Object.values(holders), ...[...active.values()].map((f) => f.address)]);
+                const usedSubnets = new Set(
+                  [...active.values(), ...candidates.filter((c) => Object.values(holders).includes(c.address))].map((f) => failureDomain(f, policy)),
+                );
+                const [spare] = selectFarmers({
+                  candidates,
+                  records,
+                  count: 1,
+                  pieceBytes: record.pieceSize,
+                  policy,
+                  exclude: new Set([...tried, ...used]),
+                  usedSubnets,
+                });
+                if (spare !== undefined) {
+                  stats.replaced++;
+                  start(number, spare);
+                }
+              }
+            }
+            settleIfDone();
+          },
+        );
+      };
+      for (const [number, farmer] of initial.entries()) start(number, farmer);
+    });
+    const stored = Object.keys(holders).length;
+    if (stored < optimal || signal.aborted) {
+      // Clean up what did get stored: the segment (or the whole upload) failed.
+      await Promise.all(Object.entries(holders).map(([n, a]) => this.#deletePiece(a, hex(record.pieceIds[Number(n)]!), record.pieceSize).catch(() => false)));
+      throwIfAborted(signal);
+      throw new DstorError("NOT_ENOUGH_FARMERS", `not enough farmers: need ${optimal}, found ${stored} that accepted segment ${record.index}`, {
+        cause: lastError,
+        details: { need: optimal, found: stored, segment: record.index },
+      });
+    }
+    return {
+      index: record.index,
+      salt: hex(record.salt),
+      plaintextLength: record.plaintextLength,
+      pieceSize: record.pieceSize,
+      pieceIds: record.pieceIds.map(hex),
+      pieceRoots: record.pieceRoots.map(hex),
+      holders,
+    };
+  }
+
+  // ---------------------------------------------------------------- download
+
+  async #farmerRef(address: string): Promise<FarmerRef> {
+    const rec = await this.#c.metadata.farmer(address);
+    const fromDirectory = this.#candidates?.list.find((c) => c.address === address);
+    return fromDirectory ?? { address, peerId: rec?.peerId ?? "", multiaddrs: rec?.multiaddrs ?? [] };
+  }
+
+  /**
+   * Fetches verified piece bytes [pieceOffset, pieceOffset + length) of at
+   * least k pieces of `segment` (whole pieces when the range is the whole piece).
+   */
+  async #fetchPieces(segment: SegmentMeta, k: number, range: { offset: number; length: number }, signal: AbortSignal | undefined): Promise<Map<number, Uint8Array>> {
+    const records = await this.#records();
+    const score = (address: string): number => {
+      const r = records.get(address);
+      if (r === undefined) return 0.5;
+      return (r.successes + 1) / (r.successes + r.failures + 4 * r.corrupt + 2);
+    };
+    const queue = Object.entries(segment.holders)
+      .map(([n, address]) => ({ number: Number(n), address, score: score(address) + Math.random() * 0.01 }))
+      .sort((a, b) => b.score - a.score);
+    const whole = range.offset === 0 && range.length === segment.pieceSize;
+    // Leaf-align the range: farmers serve (and prove) whole leaves only.
+    const alignedStart = Math.floor(range.offset / LEAF_SIZE_BYTES) * LEAF_SIZE_BYTES;
+    const alignedEnd = Math.min(segment.pieceSize, Math.ceil((range.offset + range.length) / LEAF_SIZE_BYTES) * LEAF_SIZE_BYTES);
+    const leaves = leafCount(segment.pieceSize);
+    const good = new Map<number, Uint8Array>();
+    const stop = new AbortController();
+    const combined = signal === undefined ? stop.signal : AbortSignal.any([signal, stop.signal]);
+    let inFlight = 0;
+    let lastError: unknown;
+    await new Promise<void>((resolve) => {
+      const next = (): void => {
+        while (good.size + inFlight < k + (this.#init.extraDownloads ?? EXTRA_DOWNLOADS) && queue.length > 0 && good.size < k && !combined.aborted) {
+          const { number, address } = queue.shift()!;
+          inFlight++;
+          const began = performance.now();
+          this.#getPiece(address, segment, number, whole ? undefined : { offset: alignedStart, length: alignedEnd - alignedStart }, combined)
+            .then(
+              async ({ farmer, data, proof }) => {
+                const root = fromHex(segment.pieceRoots[number]!);
+                const expectedBytes = whole ? segment.pieceSize : alignedEnd - alignedStart;
+                // No proof: the transport verified against the root we sent (see GetPieceResult).
+                const ok =
+                  data.byteLength === expectedBytes &&
+                  (proof === undefined ||
+                    (whole && proof.length === 0
+                      ? bytesEqual(merkleRoot(data), root)
+                      : verifyMerkleMultiproof(root, leaves, alignedStart / LEAF_SIZE_BYTES, data, proof)));
+                if (!ok) {
+                  lastError = new DstorError("INTEGRITY_MISMATCH", `farmer ${address} returned piece ${number} of segment ${segment.index} with bad bytes`);
+                  this.#log.warn("corrupt piece skipped", { farmer: address, segment: segment.index, piece: number });
+                  await this.#recordOutcome(farmer, { ok: false, corrupt: true });
+                  return;
+                }
+                if (good.size < k) good.set(number, whole ? data : data.subarray(range.offset - alignedStart, range.offset - alignedStart + range.length));
+                void this.#recordOutcome(farmer, { ok: true, bytes: data.byteLength, ms: performance.now() - began });
+                if (good.size >= k) stop.abort(new DstorError("ABORTED", "enough pieces"));
+              },
+              async (error: unknown) => {
+                if (stop.signal.aborted && good.size >= k) return;
+                lastError = error;
+                const corrupt = isDstorError(error, "MERKLE_PROOF_INVALID", "INTEGRITY_MISMATCH");
+                if (corrupt) this.#log.warn("corrupt piece skipped", { farmer: address, segment: segment.index, piece: number });
+                else this.#log.debug("piece get failed", { farmer: address, segment: segment.index, piece: number, error });
+                if (!signal?.aborted) await this.#recordOutcome({ address, peerId: "", multiaddrs: [] }, { ok: false, corrupt });
+              },
+            )
+            .finally(() => {
+              inFlight--;
+              next();
+              if (inFlight === 0) resolve();
+            });
+        }
+        if (inFlight === 0) resolve();
+      };
+      next();
+    });
+    if (signal?.aborted) throw abortReason(signal);
+    if (good.size < k) {
+      throw new DstorError("ERASURE_TOO_FEW_PIECES", `segment ${segment.index}: only ${good.size} of the ${k} pieces needed could be fetched and verified`, {
+        cause: lastError,
+        details: { segment: segment.index, need: k, have: good.size },
+      });
+    }
+    return good;
+  }
+
+  async #getPiece(
+    address: string,
+    segment: SegmentMeta,
+    number: number,
+    range: { offset: number; length: number } | undefined,
+    signal: AbortSignal,
+  ): Promise<{ farmer: FarmerRef; data: Uint8Array; proof: readonly Uint8Array[] | undefined }> {
+    const farmer = await this.#farmerRef(address);
+    const rec = await this.#c.metadata.farmer(address);
+    const dealId = rec?.dealId === undefined ? 0n : BigInt(rec.dealId);
+    const pieceId = segment.pieceIds[number]!;
+    const maxBytes = range?.length ?? segment.pieceSize;
+    const order = await this.#c.orders.sign({ farmer: address, dealId, pieceId, action: OrderAction.Get, maxBytes });
+    const root = segment.pieceRoots[number]!;
+    const result = await this.#c.transport.get(farmer, { order, pieceId, root, size: segment.pieceSize, offset: range?.offset, length: range?.length }, { signal });
+    return { farmer, data: result.data, proof: result.proof };
+  }
+
+  #secrets(record: InodeRecord): { fileKey: Uint8Array; fileId: Uint8Array } {
+    const file = record.file;
+    if (file === undefined) throw new DstorError("IS_A_DIRECTORY", "that is a directory");
+    return { fileKey: fromHex(file.fileKey), fileId: fromHex(file.fileId) };
+  }
+
+  async #decodeWhole(record: InodeRecord, segment: SegmentMeta, signal: AbortSignal | undefined): Promise<Uint8Array> {
+    const file = record.file!;
+    const { coder } = this.#coderFor(file.redundancy);
+    const { fileKey, fileId } = this.#secrets(record);
+    const pieces = await this.#fetchPieces(segment, coder.strategy.k, { offset: 0, length: segment.pieceSize }, signal);
+    const sealed = coder.decode(pieces, sealedLength(segment.plaintextLength));
+    return openSegment(deriveSegmentKey(fileKey, segment.index, fromHex(segment.salt)), segmentId(fileId, segment.index), sealed);
+  }
+
+  #openInline(record: InodeRecord): Uint8Array {
+    const inline = record.file!.inline!;
+    const { fileKey, fileId } = this.#secrets(record);
+    return openSegment(deriveSegmentKey(fileKey, 0, fromHex(inline.salt)), segmentId(fileId, 0), new Uint8Array(Buffer.from(inline.sealed, "base64")));
+  }
+
+  /**
+   * The whole file at `remotePath`, segment by segment (the next segments
+   * are fetched while the current one is consumed, at most
+   * SEGMENTS_IN_FLIGHT ahead).
+   */
+  async *read(remotePath: string, options: { signal?: AbortSignal | undefined; onProgress?: ProgressFn | undefined } = {}): AsyncGenerator<Uint8Array> {
+    const record = await this.#c.metadata.lookup(remotePath);
+    if (record.type !== "file" || record.file === undefined) throw new DstorError("IS_A_DIRECTORY", `${normalizePath(remotePath)} is a directory`);
+    if (record.file.inline !== undefined) {
+      const data = this.#openInline(record);
+      options.onProgress?.(data.byteLength);
+      if (data.byteLength > 0) yield data;
+      return;
+    }
+    const segments = await this.#c.metadata.segments(record.inode);
+    if (segments.length !== record.file.segmentCount) throw new DstorError("STORE_CORRUPT", `${normalizePath(remotePath)}: metadata lists ${segments.length} of ${record.file.segmentCount} segments`);
+    const ahead = this.#init.segmentsInFlight ?? SEGMENTS_IN_FLIGHT;
+    const pending: Promise<Uint8Array>[] = [];
+    let nextIndex = 0;
+    let done = 0;
+    const fill = (): void => {
+      while (pending.length < ahead && nextIndex < segments.length) {
+        const p = this.#decodeWhole(record, segments[nextIndex++]!, options.signal);
+        p.catch(() => {}); // observed when awaited; avoid an unhandled rejection meanwhile
+        pending.push(p);
+      }
+    };
+    fill();
+    while (pending.length > 0) {
+      const data = await pending.shift()!;
+      fill();
+      done += data.byteLength;
+      options.onProgress?.(done);
+      yield data;
+    }
+  }
+
+  /**
+   * Bytes [offset, offset + length) of the file at `remotePath` (clamped to
+   * its size). Fetches only the leaf-aligned piece ranges the range needs, from
+   * k pieces, and decrypts only the 64 KiB blocks it touches.
+   */
+  async readRange(remotePath: string, offset: number, length: number, options: { signal?: AbortSignal | undefined } = {}): Promise<Uint8Array> {
+    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0) {
+      throw new DstorError("INVALID_ARGUMENT", "offset and length must be non-negative integers");
+    }
+    const record = await this.#c.metadata.lookup(remotePath);
+    if (record.type !== "file" || record.file === undefined) throw new DstorError("IS_A_DIRECTORY", `${normalizePath(remotePath)} is a directory`);
+    const end = Math.min(record.size, offset + length);
+    if (end <= offset) return new Uint8Array(0);
+    if (record.file.inline !== undefined) return this.#openInline(record).slice(offset, end);
+    const file = record.file;
+    const { coder } = this.#coderFor(file.redundancy);
+    const { fileKey, fileId } = this.#secrets(record);
+    const out = new Uint8Array(end - offset);
+    const first = Math.floor(offset / file.segmentSize);
+    const last = Math.floor((end - 1) / file.segmentSize);
+    await Promise.all(
+      Array.from({ length: last - first + 1 }, async (_, i) => {
+        const index = first + i;
+        const segment = await this.#c.metadata.segment(record.inode, index);
+        if (segment === undefined) throw new DstorError("STORE_CORRUPT", `segment ${index} of ${normalizePath(remotePath)} is missing from metadata`);
+        const segStart = index * file.segmentSize;
+        const from = Math.max(offset, segStart) - segStart;
+        const to = Math.min(end, segStart + segment.plaintextLength) - segStart;
+        const sealedRange = sealedRangeFor(segment.plaintextLength, from, to - from);
+        const sealedTotal = sealedLength(segment.plaintextLength);
+        const sealedBytes = sealedRange.sealedEnd - sealedRange.sealedStart;
+        const pieceRange = coder.pieceRangeFor(sealedTotal, sealedRange.sealedStart, sealedBytes);
+        const pieces = await this.#fetchPieces(segment, coder.strategy.k, { offset: pieceRange.pieceOffset, length: pieceRange.length }, options.signal);
+        const sealed = coder.decodeSegmentRange(pieces, sealedTotal, sealedRange.sealedStart, sealedBytes);
+        const key = deriveSegmentKey(fileKey, index, fromHex(segment.salt));
+        const plain = openBlocks(key, segmentId(fileId, index), sealed, sealedRange.firstBlock, sealedRange.totalBlocks);
+        out.set(plain.subarray(sealedRange.plaintextSkip, sealedRange.plaintextSkip + (to - from)), segStart + from - offset);
+      }),
+    );
+    return out;
+  }
+
+  // ------------------------------------------------------------------ delete
+
+  async #deletePiece(address: string, pieceId: string, size: number, signal?: AbortSignal): Promise<boolean> {
+    const rec = await this.#c.metadata.farmer(address);
+    if (rec?.dealId === undefined) return true; // never had a deal: nothing can be stored there
+    const farmer = await this.#farmerRef(address);
+    const order = await this.#c.orders.sign({ farmer: address, dealId: BigInt(rec.dealId), pieceId, action: OrderAction.Delete, maxBytes: size });
+    try {
+      await this.#c.transport.delete(farmer, { order, pieceId }, { signal });
+      return true;
+    } catch (error) {
+      if (isDstorError(error, "PIECE_NOT_FOUND")) return true;
+      throw error;
+    }
+  }
+
+  /**
+   * Deletes pieces no file needs any more (left by rm and by replacing
+   * writes) on their farmers, and forgets those that are gone. Returns how
+   * many were deleted and how many remain for a later retry.
+   */
+  async flushDeletes(
+    options: { signal?: AbortSignal | undefined; synced?: ReadonlySet<string> } = {},
+  ): Promise<{ deleted: number; remaining: number }> {
+    const pending = await this.#c.metadata.pendingDeletes();
+    // A farmer deletes a confirmed piece only once a newer co-signed deal
+    // state without it exists: sync first (metadata already lists only live
+    // pieces), then delete.
+    const farmers = [...new Set(pending.map((p) => p.farmer))].filter((f) => !options.synced?.has(f));
+    await this.syncDeals(farmers, options);
+    const done: Array<{ farmer: string; pieceId: string }> = [];
+    const limit = 16;
+    for (let i = 0; i < pending.length; i += limit) {
+      await Promise.all(
+        pending.slice(i, i + limit).map(async ({ farmer, ref }) => {
+          try {
+            if (await this.#deletePiece(farmer, ref.pieceId, ref.size, options.signal)) done.push({ farmer, pieceId: ref.pieceId });
+          } catch (error) {
+            this.#log.debug("piece delete failed; kept for retry", { farmer, error });
+          }
+        }),
+      );
+    }
+    await this.#c.metadata.clearPendingDeletes(done);
+    return { deleted: done.length, remaining: pending.length - done.length };
+  }
+
+  /**
+   * Brings the co-signed deal state of each farmer in `farmers` up to the
+   * pieces metadata says it holds (farmers expire pieces that no co-signed
+   * state lists). Resolves with the number of farmers that could not be
+   * synced; they are retried by the next sync.
+   */
+  async syncDeals(farmers: readonly string[], options: { signal?: AbortSignal | undefined } = {}): Promise<number> {
+    const sync = this.#c.deals.syncState;
+    if (sync === undefined) return 0;
+    let failed = 0;
+    await Promise.all(
+      farmers.map(async (address) => {
+        try {
+          const pieces = (await this.#c.metadata.piecesOn(address)).map((p) => ({ pieceId: p.pieceId, root: p.root, size: p.size }));
+          await sync.call(this.#c.deals, await this.#farmerRef(address), pieces, { signal: options.signal });
+        } catch (error) {
+          failed++;
+          this.#log.warn("deal state not co-signed yet; its new pieces stay unconfirmed", { farmer: address, error });
+        }
+      }),
+    );
+    return failed;
+  }
+
+  /**
+   * Removes a file (or, with `recursive`, a directory and everything below
+   * it) from metadata — each file in its own batch — then deletes the pieces
+   * on the farmers with signed delete orders.
+   */
+  async remove(remotePath: string, options: { recursive?: boolean; signal?: AbortSignal | undefined } = {}): Promise<{ files: number; directories: number; deleted: number; remaining: number }> {
+    const path = normalizePath(remotePath);
+    const record = await this.#c.metadata.lookup(path);
+    let files = 0;
+    let directories = 0;
+    const walk = async (p: string, r: InodeRecord): Promise<void> => {
+      if (r.type === "file") {
+        await this.#c.metadata.unlink(p);
+        files++;
+        return;
+      }
+      if (!options.recursive) throw new DstorError("IS_A_DIRECTORY", `${p} is a directory; use rm -r to remove it with its contents`);
+      for (const entry of await this.#c.metadata.readdir(p)) await walk(`${p === "/" ? "" : p}/${entry.name}`, entry.record);
+      if (p !== "/") {
+        await this.#c.metadata.rmdir(p);
+        directories++;
+      }
+    };
+    await walk(path, record);
+    const { deleted, remaining } = await this.flushDeletes({ signal: options.signal });
+    return { files, directories, deleted, remaining };
+  }
+
+  // -------------------------------------------------------------------- stat
+
+  /** Segments, pieces, farmers and health of the file at `remotePath`. */
+  async stat(remotePath: string): Promise<FileStat> {
+    const path = normalizePath(remotePath);
+    const record = await this.#c.metadata.lookup(path);
+    if (record.type === "dir" || record.file === undefined) return { path, record, segments: [], health: "directory" };
+    if (record.file.inline !== undefined) return { path, record, redundancy: record.file.redundancy, segments: [], health: "inline" };
+    const strategy = parseRedundancyStrategy(record.file.redundancy);
+    const farmers = await this.#records();
+    const segments = (await this.#c.metadata.segments(record.inode)).map((s) => {
+      const pieces = s.pieceIds.map((pieceId, number) => ({ number, pieceId, farmer: s.holders[number] }));
+      const healthy = pieces.filter((p) => p.farmer !== undefined && farmers.get(p.farmer)?.disqualified !== true).length;
+      return { index: s.index, plaintextLength: s.plaintextLength, pieceSize: s.pieceSize, healthy, pieces };
+    });
+    const min = segments.reduce((m, s) => Math.min(m, s.healthy), Number.POSITIVE_INFINITY);
+    const health = min >= strategy.optimal ? "healthy" : min > strategy.repair ? "degraded" : min >= strategy.k ? "repair" : "lost";
+    return { path, record, redundancy: record.file.redundancy, segments, health };
+  }
+}

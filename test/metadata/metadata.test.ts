@@ -1,0 +1,177 @@
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, it, type TestContext } from "node:test";
+import { fileURLToPath } from "node:url";
+import fc from "fast-check";
+import { isDstorError } from "../../src/core/errors.js";
+import { type MetadataDb, openMetadataDb } from "../../src/metadata/db.js";
+import type { SegmentMeta, StoredFile } from "../../src/metadata/types.js";
+
+async function tempDb(t: TestContext): Promise<{ db: MetadataDb; dir: string }> {
+  const root = await mkdtemp(join(tmpdir(), "dstor-meta-"));
+  const dir = join(root, "renter", "meta");
+  const db = await openMetadataDb({ dir });
+  t.after(async () => {
+    await db.close();
+    await rm(root, { recursive: true, force: true });
+  });
+  return { db, dir };
+}
+
+const hex = (n: number, bytes: number): string => n.toString(16).padStart(bytes * 2, "0");
+
+function file(size: number, segments: number, farmers: string[] = ["0x01", "0x02"]): StoredFile {
+  const segs: SegmentMeta[] = Array.from({ length: segments }, (_, index) => ({
+    index,
+    salt: hex(index, 16),
+    plaintextLength: 100,
+    pieceSize: 30,
+    pieceIds: farmers.map((_, n) => hex(size * 1000 + index * 10 + n, 32)),
+    pieceRoots: farmers.map((_, n) => hex(n, 32)),
+    holders: Object.fromEntries(farmers.map((f, n) => [n, f])),
+  }));
+  return { size, content: { fileKey: hex(1, 32), fileId: hex(2, 16), segmentSize: 100, redundancy: "1/1/2/2", segmentCount: segments }, segments: segs };
+}
+
+const code = (c: string) => (e: unknown) => isDstorError(e) && e.code === c;
+
+describe("metadata db", () => {
+  it("directories: mkdir, readdir, lookup and the POSIX error codes", async (t) => {
+    const { db } = await tempDb(t);
+    await db.mkdir("/a");
+    await db.mkdir("/a/b/c", { parents: true });
+    await assert.rejects(db.mkdir("/a"), code("FILE_EXISTS"));
+    await assert.rejects(db.mkdir("/x/y"), code("NO_SUCH_FILE"));
+    await db.commitFile("/a/f", file(10, 1));
+    await assert.rejects(db.mkdir("/a/f/g"), code("NOT_A_DIRECTORY"));
+    await assert.rejects(db.lookup("/a/f/g"), code("NOT_A_DIRECTORY"));
+    await assert.rejects(db.lookup("/nope"), code("NO_SUCH_FILE"));
+    assert.deepEqual((await db.readdir("/a")).map((e) => e.name), ["b", "f"]);
+    await assert.rejects(db.readdir("/a/f"), code("NOT_A_DIRECTORY"));
+    await assert.rejects(db.rmdir("/a"), code("DIRECTORY_NOT_EMPTY"));
+    await assert.rejects(db.rmdir("/a/f"), code("NOT_A_DIRECTORY"));
+    await assert.rejects(db.unlink("/a/b"), code("IS_A_DIRECTORY"));
+    await assert.rejects(db.commitFile("/a/b", file(1, 0)), code("IS_A_DIRECTORY"));
+    await assert.rejects(db.commitFile("/a/f", file(1, 0), { overwrite: false }), code("FILE_EXISTS"));
+    await assert.rejects(db.lookup("/a/../a"), code("INVALID_ARGUMENT"));
+    await db.rmdir("/a/b/c");
+    await db.rmdir("/a/b");
+    assert.deepEqual((await db.readdir("/a")).map((e) => e.name), ["f"]);
+  });
+
+  it("a file and its segments and piece refs commit together; unlink moves pieces to pending deletes", async (t) => {
+    const { db } = await tempDb(t);
+    const { record } = await db.commitFile("/f", file(500, 3));
+    assert.equal(record.size, 500);
+    assert.equal((await db.segments(record.inode)).length, 3);
+    assert.equal((await db.piecesOn("0x01")).length, 3);
+    const removed = await db.unlink("/f");
+    assert.equal(removed.segments.length, 3);
+    assert.equal((await db.segments(record.inode)).length, 0);
+    assert.equal((await db.piecesOn("0x01")).length, 0);
+    const pending = await db.pendingDeletes();
+    assert.equal(pending.length, 6);
+    await db.clearPendingDeletes(pending.map((p) => ({ farmer: p.farmer, pieceId: p.ref.pieceId })));
+    assert.deepEqual(await db.pendingDeletes(), []);
+  });
+
+  it("replacing a file drops the old segments atomically", async (t) => {
+    const { db } = await tempDb(t);
+    const first = await db.commitFile("/f", file(1, 2));
+    const second = await db.commitFile("/f", file(2, 1));
+    assert.equal(second.replaced?.record.inode, first.record.inode);
+    assert.equal((await db.segments(first.record.inode)).length, 0);
+    assert.equal((await db.lookup("/f")).inode, second.record.inode);
+    assert.equal((await db.pendingDeletes()).length, 4);
+  });
+
+  it("rename: moves, replaces files and empty directories, refuses the rest", async (t) => {
+    const { db } = await tempDb(t);
+    await db.mkdir("/d");
+    await db.mkdir("/e");
+    await db.commitFile("/d/a", file(1, 1));
+    await db.commitFile("/b", file(2, 1));
+    await db.rename("/d/a", "/e/a2");
+    await assert.rejects(db.lookup("/d/a"), code("NO_SUCH_FILE"));
+    assert.equal((await db.lookup("/e/a2")).size, 1);
+    const { replaced } = await db.rename("/b", "/e/a2");
+    assert.equal(replaced?.record.size, 1);
+    assert.equal((await db.lookup("/e/a2")).size, 2);
+    await assert.rejects(db.rename("/e/a2", "/d"), code("IS_A_DIRECTORY"));
+    await db.commitFile("/c", file(3, 0));
+    await assert.rejects(db.rename("/d", "/c"), code("NOT_A_DIRECTORY"));
+    await assert.rejects(db.rename("/d", "/e"), code("DIRECTORY_NOT_EMPTY"));
+    await assert.rejects(db.rename("/e", "/e/sub"), code("INVALID_ARGUMENT"));
+    await db.rename("/d", "/e/d");
+    assert.equal((await db.lookup("/e/d")).type, "dir");
+  });
+
+  it("concurrent creates of distinct names all land (the write mutex serialises inode allocation)", async (t) => {
+    const { db } = await tempDb(t);
+    await fc.assert(
+      fc.asyncProperty(fc.uniqueArray(fc.stringMatching(/^[a-z]{1,8}$/), { minLength: 1, maxLength: 20 }), async (names) => {
+        const dir = `/p${Math.random().toString(36).slice(2)}`;
+        await db.mkdir(dir);
+        await Promise.all(names.map((n, i) => db.commitFile(`${dir}/${n}`, file(i, 1, [`0x${i}`]))));
+        const entries = await db.readdir(dir);
+        assert.deepEqual(entries.map((e) => e.name).sort(), [...names].sort());
+        assert.equal(new Set(entries.map((e) => e.record.inode)).size, names.length);
+      }),
+      { numRuns: 10 },
+    );
+  });
+
+  it("farmer records: read-modify-write", async (t) => {
+    const { db } = await tempDb(t);
+    await db.updateFarmer("0xAB", (r) => ({ ...r, successes: r.successes + 1, dealId: "5" }));
+    await db.updateFarmer("0xab", (r) => ({ ...r, successes: r.successes + 1 }));
+    const r = await db.farmer("0xAb");
+    assert.equal(r?.successes, 2);
+    assert.equal(r?.dealId, "5");
+    assert.equal((await db.farmers()).length, 1);
+  });
+
+  it("a second opener in this process gets HOME_IN_USE", async (t) => {
+    const { dir } = await tempDb(t);
+    await assert.rejects(openMetadataDb({ dir }), (e: unknown) => {
+      assert.ok(isDstorError(e, "HOME_IN_USE"));
+      assert.match((e as Error).message, new RegExp(`pid ${process.pid}`));
+      return true;
+    });
+  });
+
+  it("a second process gets HOME_IN_USE naming this one", async (t) => {
+    const { dir } = await tempDb(t);
+    const dbModule = fileURLToPath(new URL("../../src/metadata/db.js", import.meta.url));
+    const script = `import("${dbModule}").then(m => m.openMetadataDb({ dir: ${JSON.stringify(dir)} })).then(() => process.exit(0), e => { process.stdout.write(e.code + " " + e.message); process.exit(3); });`;
+    const child = spawn(process.execPath, ["--input-type=module", "-e", script], { stdio: ["ignore", "pipe", "inherit"] });
+    let out = "";
+    child.stdout.on("data", (c: Buffer) => {
+      out += c.toString();
+    });
+    const exit = await new Promise<number | null>((resolve) => child.once("exit", resolve));
+    assert.equal(exit, 3);
+    assert.match(out, /^HOME_IN_USE .*in use by another dstor process/);
+    assert.match(out, new RegExp(`pid ${process.pid}`));
+  });
+
+  it("state survives close and reopen", async (t) => {
+    const root = await mkdtemp(join(tmpdir(), "dstor-meta-"));
+    t.after(() => rm(root, { recursive: true, force: true }));
+    const dir = join(root, "meta");
+    const a = await openMetadataDb({ dir });
+    await a.mkdir("/keep");
+    await a.commitFile("/keep/f", file(7, 2));
+    await a.close();
+    await a.close();
+    const b = await openMetadataDb({ dir });
+    const rec = await b.lookup("/keep/f");
+    assert.equal((await b.segments(rec.inode)).length, 2);
+    await b.mkdir("/new");
+    assert.ok((await b.lookup("/new")).inode > rec.inode, "inode numbers are never reused");
+    await b.close();
+  });
+});

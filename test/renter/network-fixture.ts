@@ -1,0 +1,162 @@
+/**
+ * A local network for renter end-to-end tests and the network benchmark:
+ * `dstor farm` child processes, each on its own loopback address 127.0.N.1
+ * (so each sits in its own /24, as distinct machines would), registered on a
+ * real anvil chain; and a renter home made with `dstor init`. Everything is
+ * stopped and removed by the caller's cleanup.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { devChainPaths } from "../../src/chain/devchain.js";
+
+/** The built CLI entry point. */
+export const CLI = join(import.meta.dirname, "../../src/cli/main.js");
+
+/** A running farmer process. */
+export interface LocalFarmer {
+  index: number;
+  home: string;
+  storage: string;
+  peerId: string;
+  wallet: string;
+  addrs: string[];
+  child: ChildProcess;
+  /** SIGKILL and wait for the exit. */
+  kill(): Promise<void>;
+  /** SIGTERM (SIGKILL after 3 s) and wait. */
+  stop(): Promise<void>;
+}
+
+function exited(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => child.once("exit", () => resolve()));
+}
+
+/**
+ * Starts `dstor farm` on 127.0.`index`.1 and waits for its ready line. The
+ * process's stop function goes into `cleanups` as soon as it is spawned, so
+ * a farmer that never gets ready is stopped too. Start farmers one at a time:
+ * each funds itself from the dev chain's first account, and parallel funding
+ * transactions from separate processes would race for its nonce.
+ */
+export async function startLocalFarmer(
+  cleanups: Array<() => Promise<void>>,
+  root: string,
+  index: number,
+  rpcUrl: string,
+  chainHome: string,
+  quota = "2GB",
+): Promise<LocalFarmer> {
+  const home = join(root, `farmer-${index}`);
+  const storage = join(home, "farmer");
+  const args = [
+    CLI,
+    "farm",
+    "--json",
+    "--home",
+    home,
+    "--storage",
+    storage,
+    "--quota",
+    quota,
+    "--price-tb-month",
+    "1.5",
+    "--listen",
+    `/ip4/127.0.${index}.1/tcp/0`,
+    "--chain-rpc",
+    rpcUrl,
+    "--deployment",
+    devChainPaths(chainHome).deployment,
+  ];
+  const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] });
+  let err = "";
+  child.stderr?.on("data", (d: Buffer) => {
+    err += d.toString();
+    if (err.length > 20_000) err = err.slice(-10_000);
+  });
+  const stop = async (): Promise<void> => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    child.kill("SIGTERM");
+    const timer = setTimeout(() => child.kill("SIGKILL"), 3_000);
+    await exited(child);
+    clearTimeout(timer);
+  };
+  cleanups.push(stop);
+  const ready = await new Promise<{ peerId: string; addrs: string[]; wallet: string }>((resolve, reject) => {
+    let out = "";
+    const timer = setTimeout(() => reject(new Error(`farmer ${index} not ready within 90 s; stderr:\n${err}`)), 90_000);
+    child.stdout?.on("data", (d: Buffer) => {
+      out += d.toString();
+      for (const line of out.split("\n")) {
+        if (!line.startsWith("{")) continue;
+        try {
+          const event = JSON.parse(line) as { event?: string; peerId: string; addrs: string[]; wallet: string };
+          if (event.event === "ready") {
+            clearTimeout(timer);
+            resolve(event);
+          }
+        } catch {
+          // partial line
+        }
+      }
+    });
+    child.once("exit", (code) => {
+      clearTimeout(timer);
+      reject(new Error(`farmer ${index} exited with ${code} before ready; stderr:\n${err}`));
+    });
+  });
+  return {
+    index,
+    home,
+    storage,
+    ...ready,
+    child,
+    stop,
+    async kill() {
+      child.kill("SIGKILL");
+      await exited(child);
+    },
+  };
+}
+
+/** Result of one CLI run. */
+export interface CliResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `dstor ARGS` to completion. */
+export function runCli(args: string[], timeoutMs = 600_000): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CLI, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d: Buffer) => {
+      stdout += d.toString();
+    });
+    child.stderr.on("data", (d: Buffer) => {
+      stderr += d.toString();
+    });
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL");
+      reject(new Error(`dstor ${args.join(" ")} did not finish in ${timeoutMs} ms; stderr:\n${stderr}`));
+    }, timeoutMs);
+    child.once("exit", (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+/** A temp directory (the caller removes it). */
+export function tempRoot(prefix: string): Promise<string> {
+  return mkdtemp(join(tmpdir(), prefix));
+}
+
+/** Removes a temp directory. */
+export function removeRoot(dir: string): Promise<void> {
+  return rm(dir, { recursive: true, force: true });
+}
