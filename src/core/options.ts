@@ -127,6 +127,19 @@ export function addOptions<T extends OptionSink>(yargs: T, names: readonly Optio
   return yargs;
 }
 
+/** The whole of docs/options.md, generated from the table. */
+export function optionsDocument(): string {
+  return [
+    "# dstor options",
+    "",
+    "Generated from `src/core/options.ts` by `npm run docs:options`; do not edit by hand.",
+    "Every option has one name and one meaning in every command that takes it",
+    "(`dstor <command> --help` lists which apply).",
+    "",
+    optionsMarkdown(),
+  ].join("\n");
+}
+
 /** Renders the options table as Markdown, for docs/options.md. */
 export function optionsMarkdown(): string {
   const rows = OPTIONS.map((o: OptionSpec) => {

@@ -3,7 +3,9 @@ import { describe, test } from "node:test";
 import { abortReason, raceSignal, sleep, throwIfAborted, withDeadline } from "../../src/core/abort.js";
 import { assertArgument, DstorError, isDstorError } from "../../src/core/errors.js";
 import { createLogger, type LogRecord } from "../../src/core/logging.js";
-import { addOptions, OPTIONS, optionsMarkdown, parseOptionValue } from "../../src/core/options.js";
+import { readFile } from "node:fs/promises";
+import { resolve } from "node:path";
+import { addOptions, OPTIONS, optionsDocument, optionsMarkdown, parseOptionValue } from "../../src/core/options.js";
 import { formatBytes, parseSize } from "../../src/core/units.js";
 
 describe("errors", () => {
@@ -65,6 +67,11 @@ describe("options table", () => {
     assert.equal(coerce("2GB"), 2e9);
     assert.match(optionsMarkdown(), /\| `--quota` \| size \|/);
   });
+});
+
+test("docs/options.md is generated from the table and up to date (npm run docs:options)", async () => {
+  const onDisk = await readFile(resolve(import.meta.dirname, "../../../docs/options.md"), "utf8");
+  assert.equal(onDisk, optionsDocument());
 });
 
 describe("logging", () => {
