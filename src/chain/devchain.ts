@@ -247,17 +247,20 @@ export interface ChainEndpointInit extends AbortOptions {
   chainRpc?: string | undefined;
   /** Port of the embedded chain (`--port`). Default 8545. */
   port?: number | undefined;
+  /** `--deployment`: the deployment file; default HOME/chain/deployment.json. */
+  deploymentPath?: string | undefined;
 }
 
 /**
- * Resolves the RPC URL and the deployment (HOME/chain/deployment.json) a
+ * Resolves the RPC URL and the deployment (`deploymentPath`, default HOME/chain/deployment.json) a
  * command should use, and checks that the endpoint answers with the chain id
  * the deployment was made on. `CHAIN_UNAVAILABLE` if the endpoint is down,
  * `CHAIN_NOT_DEPLOYED` if there is no matching deployment.
  */
 export async function resolveChainEndpoint(init: ChainEndpointInit): Promise<{ rpcUrl: string; deployment: Deployment }> {
   const rpcUrl = init.chainRpc ?? `http://127.0.0.1:${init.port ?? 8545}`;
-  const deployment = await readDeployment(devChainPaths(init.home).deployment);
+  const deploymentPath = init.deploymentPath ?? devChainPaths(init.home).deployment;
+  const deployment = await readDeployment(deploymentPath);
   const provider = createProvider(rpcUrl);
   try {
     let chainId: number;
@@ -267,7 +270,7 @@ export async function resolveChainEndpoint(init: ChainEndpointInit): Promise<{ r
       throw new DstorError("CHAIN_UNAVAILABLE", `no chain answers at ${rpcUrl}; start it with \`dstor chain\` or pass --chain-rpc`, { cause });
     }
     if (chainId !== deployment.chainId) {
-      throw new DstorError("CHAIN_NOT_DEPLOYED", `the deployment in ${init.home} is for chain ${deployment.chainId}, but ${rpcUrl} is chain ${chainId}`);
+      throw new DstorError("CHAIN_NOT_DEPLOYED", `${deploymentPath} is for chain ${deployment.chainId}, but ${rpcUrl} is chain ${chainId}`);
     }
     return { rpcUrl, deployment };
   } finally {

@@ -11,7 +11,7 @@
  * metadata database, so no transfer can write to a closed database.
  */
 import { join } from "node:path";
-import { type Deployment, connectContracts, readDeployment } from "../chain/contracts.js";
+import { connectContracts } from "../chain/contracts.js";
 import { fundDevAccount, resolveChainEndpoint } from "../chain/devchain.js";
 import { peerBindingMessage } from "../chain/proofs.js";
 import { createProvider, walletSigner } from "../chain/signer.js";
@@ -149,13 +149,12 @@ export async function openRenterNode(init: RenterNodeInit): Promise<RenterNode> 
     return { renter, metadata, address, stop };
   }
   try {
-    let endpoint: { rpcUrl: string; deployment: Deployment };
-    if (init.deployment !== undefined) {
-      endpoint = { rpcUrl: init.chainRpc ?? `http://127.0.0.1:${init.port ?? 8545}`, deployment: await readDeployment(init.deployment) };
-    } else {
-      endpoint = await resolveChainEndpoint({ home: init.home, chainRpc: init.chainRpc, port: init.port });
-    }
-    const { rpcUrl, deployment } = endpoint;
+    const { rpcUrl, deployment } = await resolveChainEndpoint({
+      home: init.home,
+      chainRpc: init.chainRpc,
+      port: init.port,
+      deploymentPath: init.deployment,
+    });
     const provider = createProvider(rpcUrl);
     cleanups.push(async () => provider.destroy());
     const signer = walletSigner(keys.wallet.privateKey, provider);

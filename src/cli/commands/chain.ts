@@ -4,6 +4,7 @@
  * stop it cleanly (state saved) on SIGINT/SIGTERM.
  */
 import type { CommandModule } from "yargs";
+import { waitForStopSignal } from "../signals.js";
 import { devChainPaths, startDevChain } from "../../chain/devchain.js";
 import { DstorError } from "../../core/errors.js";
 import { createLogger } from "../../core/logging.js";
@@ -48,15 +49,7 @@ export const chainCommand: CommandModule<object, ChainArgs> = {
         ].join("\n"),
       );
     }
-    await new Promise<void>((resolve) => {
-      const onSignal = (): void => {
-        process.removeListener("SIGINT", onSignal);
-        process.removeListener("SIGTERM", onSignal);
-        resolve();
-      };
-      process.once("SIGINT", onSignal);
-      process.once("SIGTERM", onSignal);
-    });
+    await waitForStopSignal();
     await chain.stop();
   },
 };

@@ -7,9 +7,8 @@
  */
 import { readFile } from "node:fs/promises";
 import type { CommandModule } from "yargs";
-import { type Deployment, readDeployment } from "../../chain/contracts.js";
+import { waitForStopSignal } from "../signals.js";
 import { resolveChainEndpoint } from "../../chain/devchain.js";
-import { createProvider } from "../../chain/signer.js";
 import { DstorError } from "../../core/errors.js";
 import { createLogger } from "../../core/logging.js";
 import { addOptions } from "../../core/options.js";
@@ -31,28 +30,6 @@ interface FarmArgs {
   "phrase-file"?: string;
 }
 
-/** Finds the chain endpoint and the deployment the farmer works with. */
-async function chainEndpoint(args: FarmArgs): Promise<{ rpcUrl: string; deployment: Deployment }> {
-  if (args.deployment === undefined) return resolveChainEndpoint({ home: args.home, chainRpc: args["chain-rpc"], port: args.port });
-  const rpcUrl = args["chain-rpc"] ?? `http://127.0.0.1:${args.port}`;
-  const deployment = await readDeployment(args.deployment);
-  const provider = createProvider(rpcUrl);
-  try {
-    let chainId: number;
-    try {
-      chainId = Number((await provider.getNetwork()).chainId);
-    } catch (cause) {
-      throw new DstorError("CHAIN_UNAVAILABLE", `no chain answers at ${rpcUrl}; start it with \`dstor chain\` or pass --chain-rpc`, { cause });
-    }
-    if (chainId !== deployment.chainId) {
-      throw new DstorError("CHAIN_NOT_DEPLOYED", `${args.deployment} is for chain ${deployment.chainId}, but ${rpcUrl} is chain ${chainId}`);
-    }
-    return { rpcUrl, deployment };
-  } finally {
-    provider.destroy();
-  }
-}
-
 /** `dstor farm --storage DIR --quota 500GB --price-tb-month 1.5 --listen /ip4/0.0.0.0/tcp/PORT`. */
 export const farmCommand: CommandModule<object, FarmArgs> = {
   command: "farm",
@@ -66,7 +43,12 @@ export const farmCommand: CommandModule<object, FarmArgs> = {
     if (!(args["unconfirmed-ttl"] > 0)) throw new DstorError("INVALID_OPTION", "--unconfirmed-ttl must be a positive number of seconds");
     const logger = createLogger("dstor:farmer", { defaultLevel: "info" });
     const phrase = args["phrase-file"] === undefined ? undefined : await readFile(args["phrase-file"], "utf8");
-    const { rpcUrl, deployment } = await chainEndpoint(args);
+    const { rpcUrl, deployment } = await resolveChainEndpoint({
+      home: args.home,
+      chainRpc: args["chain-rpc"],
+      port: args.port,
+      deploymentPath: args.deployment,
+    });
     const ttlMs = Math.round(args["unconfirmed-ttl"] * 1000);
     const farmer = await startFarmerNode({
       home: args.home,
@@ -108,15 +90,7 @@ export const farmCommand: CommandModule<object, FarmArgs> = {
         ].join("\n"),
       );
     }
-    await new Promise<void>((resolve) => {
-      const onSignal = (): void => {
-        process.removeListener("SIGINT", onSignal);
-        process.removeListener("SIGTERM", onSignal);
-        resolve();
-      };
-      process.once("SIGINT", onSignal);
-      process.once("SIGTERM", onSignal);
-    });
+    await waitForStopSignal();
     await farmer.stop();
     if (args.json) process.stdout.write(`${JSON.stringify({ event: "stopped" })}\n`);
   },
