@@ -67,8 +67,8 @@ export interface DevNet {
   rpcUrl: string;
   deployment: Deployment;
   farmers: readonly DevNetFarmer[];
-  /** Current chain facts and per-farmer registry facts, for the status screen. */
-  status(options?: AbortOptions): Promise<DevNetStatus>;
+  /** Current chain facts, per-farmer registry facts and the renter's balances, for the status screen. */
+  status(options?: AbortOptions & { renter?: string | undefined }): Promise<DevNetStatus>;
   /** Process id of the embedded chain (undefined with an external chain). */
   chainPid: number | undefined;
   /** Stops farmers, then the chain. Idempotent. */
@@ -79,6 +79,8 @@ export interface DevNet {
 export interface DevNetStatus {
   block: number;
   epoch: number;
+  /** The renter's wallet and balances (token units), when a renter address was given. */
+  renter?: { address: string; tokens: string; withdrawable: string };
   farmers: Array<{
     index: number;
     up: boolean;
@@ -225,7 +227,7 @@ export async function startDevNet(init: DevNetInit): Promise<DevNet> {
     deployment,
     farmers,
     chainPid: chain?.pid,
-    status: async () => {
+    status: async (options = {}) => {
       const block = await provider.getBlock("latest");
       const timestamp = block?.timestamp ?? 0;
       const epochSeconds = Number(deployment.params.epochSeconds);
@@ -251,7 +253,12 @@ export async function startDevNet(init: DevNetInit): Promise<DevNet> {
           }
         }),
       );
-      return { block: block?.number ?? 0, epoch, farmers: rows };
+      const result: DevNetStatus = { block: block?.number ?? 0, epoch, farmers: rows };
+      if (options.renter !== undefined) {
+        const [tokens, withdrawable] = await Promise.all([contracts.token.balanceOf(options.renter), contracts.market.withdrawable(options.renter)]);
+        result.renter = { address: options.renter, tokens: tokens.toString(), withdrawable: withdrawable.toString() };
+      }
+      return result;
     },
     stop: () => {
       stopped ??= (async () => {

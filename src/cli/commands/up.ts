@@ -45,7 +45,12 @@ function renderStatus(status: DevNetStatus, home: string, notes: string[]): stri
       `${String(f.index).padStart(2)}  ${(f.up ? "up" : "DOWN").padEnd(5)}  ${f.listen.padEnd(25)}  ${price.padStart(11)}  ${capacity.padStart(10)}  ${audits.padStart(16)}  ${earned.padStart(10)}  ${f.peerId ?? ""}`,
     );
   }
-  lines.push("", ...notes, "Press Ctrl-C to stop everything.");
+  lines.push("");
+  if (status.renter !== undefined) {
+    const tokens = (Number(status.renter.tokens) / 1e6).toFixed(6);
+    lines.push(`renter ${status.renter.address}: ${tokens} tokens in the wallet`);
+  }
+  lines.push(...notes, "Press Ctrl-C to stop everything.");
   return lines.join("\n");
 }
 
@@ -58,6 +63,7 @@ export const upCommand: CommandModule<object, UpArgs> = {
   handler: async (args) => {
     const logger = createLogger("dstor:up");
     const notes: string[] = [];
+    let renterAddress: string | undefined;
     if (args.renter) {
       // The renter lives in the network's home itself (phrase in HOME/phrase,
       // metadata in HOME/renter/), next to HOME/chain: so `dstor put`, `get`,
@@ -68,7 +74,7 @@ export const upCommand: CommandModule<object, UpArgs> = {
         if (args.json) process.stdout.write(`${JSON.stringify({ event: "phrase-created", warning, phrase: identity.phrase })}\n`);
         else process.stdout.write(`${warning}\n\n    ${identity.phrase}\n\n`);
       }
-      notes.push(`renter wallet ${identity.address}`);
+      renterAddress = identity.address;
       const homeFlag = args.home === "./.dstor-local" ? "" : ` --home ${args.home}`;
       const portFlag = args.port === 8545 ? "" : ` --port ${args.port}`;
       notes.push(`store files: bin/dstor put LOCAL /REMOTE${homeFlag}${portFlag}   (also get, ls -l, stat, rm)`);
@@ -97,7 +103,7 @@ export const upCommand: CommandModule<object, UpArgs> = {
       else process.stdout.write(`${JSON.stringify({ event: "ready", upFile })}\n`);
       while (!stopController.signal.aborted) {
         try {
-          const status = await net.status();
+          const status = await net.status({ renter: renterAddress });
           if (interactive) process.stdout.write(`\x1b[2J\x1b[H${renderStatus(status, args.home, notes)}\n`);
           else process.stdout.write(`${JSON.stringify({ event: "status", time: new Date().toISOString(), ...status })}\n`);
         } catch (error) {
