@@ -55,7 +55,10 @@ export type DstorErrorCode =
   | "IS_A_DIRECTORY"
   | "DIRECTORY_NOT_EMPTY"
   | "HOME_IN_USE"
-  | "SNAPSHOT_STALE";
+  | "SNAPSHOT_STALE"
+  // drive
+  | "READ_ONLY"
+  | "NOT_PERMITTED";
 
 /** Options accepted by {@link DstorError}. */
 export interface DstorErrorOptions {

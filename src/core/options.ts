@@ -27,8 +27,9 @@ export interface OptionSpec {
 
 /** Every option dstor understands. Keep sorted by name. */
 export const OPTIONS = [
+  { name: "allow-other", type: "boolean", default: false, help: "Let other users see the mounted drive (FUSE allow_other; needs user_allow_other in /etc/fuse.conf)." },
   { name: "block-time", type: "number", default: 1, help: "Seconds between blocks of the embedded dev chain (`dstor chain`)." },
-  { name: "cache-dir", type: "string", help: "Directory for the decrypted segment cache and write-back staging (default: HOME/cache)." },
+  { name: "cache-dir", type: "string", help: "Directory for the write-back staging journal of the mounted drive (default: HOME/renter/cache)." },
   { name: "cache-size", type: "size", default: 1024 * 1024 * 1024, help: "Largest size of the in-memory decrypted segment cache, e.g. 1GiB." },
   { name: "chain-rpc", type: "string", help: "JSON-RPC URL of an EVM chain to use instead of the embedded local chain." },
   { name: "deployment", type: "string", help: "Contract deployment file to use with --chain-rpc (default: HOME/chain/deployment.json)." },
@@ -42,6 +43,7 @@ export const OPTIONS = [
   { name: "port", type: "number", default: 8545, help: "TCP port of the embedded dev chain's JSON-RPC endpoint on 127.0.0.1." },
   { name: "price-tb-month", type: "number", default: 1.5, help: "Farmer's price in tokens per TB (10^12 bytes) per 30-day month." },
   { name: "quota", type: "size", default: 10 * 1000 ** 3, help: "Disk space a farmer offers, e.g. 500GB." },
+  { name: "read-only", type: "boolean", default: false, help: "Mount the drive read-only." },
   { name: "redundancy", type: "string", default: "4/6/8/10", help: "Erasure-coding strategy k/repair/optimal/total, e.g. 10/14/20/30." },
   { name: "renter", type: "boolean", default: true, help: "Whether `dstor up` runs the renter (`--no-renter`: only the chain and the farmers)." },
   { name: "same-subnet-ok", type: "boolean", default: false, help: "Allow several pieces of one segment on farmers in the same /24 subnet (local test networks only)." },

@@ -1,0 +1,79 @@
+/**
+ * `dstor mount MOUNTPOINT`: the drive over FUSE, in the foreground. Replays
+ * staged writes an earlier process left, mounts, prints a ready line, and on
+ * SIGINT/SIGTERM (or an external `dstor unmount`) uploads every staged file,
+ * unmounts and stops.
+ */
+import { join } from "node:path";
+import type { CommandModule } from "yargs";
+import { SegmentCache } from "../../cache/segment-cache.js";
+import { openStagingArea } from "../../cache/staging.js";
+import { createLogger } from "../../core/logging.js";
+import { addOptions } from "../../core/options.js";
+import { Drive } from "../../fuse/drive.js";
+import { isMountPoint, mountDrive, prepareMountPoint } from "../../fuse/mount.js";
+import { homePaths } from "../../node/home.js";
+import { addRenterOptions, openRenterFromArgs, type RenterArgs } from "../renter-common.js";
+
+interface MountArgs extends RenterArgs {
+  mountpoint: string;
+  "read-only": boolean;
+  "allow-other": boolean;
+  "cache-size": number;
+  "cache-dir"?: string;
+}
+
+/** How often the mount process checks whether it was unmounted from outside, in ms. */
+const UNMOUNT_POLL_MS = 1_000;
+
+/** `dstor mount MOUNTPOINT`. */
+export const mountCommand: CommandModule<object, MountArgs> = {
+  command: "mount <mountpoint>",
+  describe: "Mount the drive at MOUNTPOINT (an empty directory) and serve it until interrupted",
+  builder: (yargs) =>
+    addOptions(addRenterOptions(yargs), ["allow-other", "cache-dir", "cache-size", "read-only"]).positional("mountpoint", {
+      type: "string",
+      describe: "An empty directory",
+    }) as never,
+  handler: async (args) => {
+    const log = createLogger("dstor:fuse");
+    const mountpoint = await prepareMountPoint(args.mountpoint, log);
+    const node = await openRenterFromArgs(args);
+    try {
+      const staging = await openStagingArea(args["cache-dir"] ?? join(homePaths(args.home).renter, "cache"));
+      const drive = new Drive({
+        metadata: node.metadata,
+        data: node.renter,
+        staging,
+        cache: new SegmentCache({ maxBytes: args["cache-size"] }),
+        readOnly: args["read-only"],
+        logger: log,
+      });
+      const replayed = await drive.start();
+      const mounted = await mountDrive(drive, mountpoint, { allowOther: args["allow-other"], logger: log });
+      if (args.json) process.stdout.write(`${JSON.stringify({ event: "mounted", mountpoint, pid: process.pid, replayed, readOnly: args["read-only"] })}\n`);
+      else process.stdout.write(`dstor drive mounted at ${mountpoint} (pid ${process.pid}${replayed > 0 ? `, ${replayed} staged write(s) replayed` : ""}); Ctrl-C to unmount\n`);
+      await new Promise<void>((resolve) => {
+        const finish = (): void => {
+          clearInterval(poll);
+          process.removeListener("SIGINT", finish);
+          process.removeListener("SIGTERM", finish);
+          resolve();
+        };
+        const poll = setInterval(() => {
+          isMountPoint(mountpoint).then((still) => {
+            if (!still) finish();
+          }, () => {});
+        }, UNMOUNT_POLL_MS);
+        process.once("SIGINT", finish);
+        process.once("SIGTERM", finish);
+      });
+      const failed = await drive.drain();
+      await mounted.unmount().catch((error: unknown) => log.warn("unmount failed", { error: String(error) }));
+      if (args.json) process.stdout.write(`${JSON.stringify({ event: "unmounted", mountpoint, failedUploads: failed })}\n`);
+      else process.stdout.write(`unmounted ${mountpoint}${failed > 0 ? `; ${failed} staged file(s) could not be uploaded and will be replayed on the next mount` : ""}\n`);
+    } finally {
+      await node.stop();
+    }
+  },
+};

@@ -1,0 +1,600 @@
+/**
+ * The drive: POSIX file semantics on top of the renter's metadata tree and
+ * its put/readRange, independent of FUSE (the mount adapter in `mount.ts`
+ * only translates callbacks and errno). Every method throws coded
+ * {@link DstorError}s.
+ *
+ * Files exist in one of two states:
+ *   clean  — only in metadata; reads go through the {@link SegmentCache}
+ *            (decrypted segment-sized chunks fetched with `readRange`).
+ *   staged — an {@link OpenItem} in `#items`, keyed by drive path, backed by
+ *            a staging file (the whole new content) and a journal record.
+ *            Reads, writes and truncates hit the staging file; getattr and
+ *            readdir see the staged size and attributes.
+ * A file becomes staged when it is created, opened for writing or
+ * truncated; it is uploaded (`put`, whole file, then one metadata batch) on
+ * fsync — which waits — and after its last release — in the background
+ * (write-back). When an upload finishes and nothing changed meanwhile, a
+ * file nobody holds open goes back to clean and its staging item is deleted.
+ *
+ * Attributes metadata has no setter for (chmod/utimens of a clean file) are
+ * kept in an {@link AttrOverlay} keyed by inode (never reused), persisted in
+ * the cache directory. Ownership is not stored: every node reports the
+ * mounting user; chown to that user is a no-op, to anyone else EPERM.
+ * Symlinks and hard links are refused with EPERM (the metadata has no link
+ * type), so tools fall back to copying.
+ *
+ * Lock order: a namespace change (rename, unlink, rmdir) first waits for
+ * the upload chains of the staged items it touches, then calls metadata
+ * (whose own mutex serialises it). Uploads of one item run one at a time on
+ * that item's chain; nothing holds a lock across another item's chain.
+ */
+import { createReadStream } from "node:fs";
+import { readFile, rename as fsRename, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import type { SegmentCache } from "../cache/segment-cache.js";
+import type { StagingArea, StagingItem } from "../cache/staging.js";
+import { DstorError, isDstorError } from "../core/errors.js";
+import { type Logger, silentLogger } from "../core/logging.js";
+import type { DirEntry, InodeRecord } from "../metadata/types.js";
+
+/** The metadata operations the drive needs (satisfied by `MetadataDb`). */
+export interface DriveMetadata {
+  lookup(path: string): Promise<InodeRecord>;
+  readdir(path: string): Promise<DirEntry[]>;
+  mkdir(path: string, options?: { parents?: boolean; mode?: number }): Promise<InodeRecord>;
+  rmdir(path: string): Promise<void>;
+  unlink(path: string): Promise<unknown>;
+  rename(from: string, to: string): Promise<unknown>;
+}
+
+/** The data operations the drive needs (satisfied by `Renter`). */
+export interface DriveData {
+  put(path: string, source: AsyncIterable<Uint8Array>, options: { mode?: number; mtimeMs?: number; signal?: AbortSignal | undefined }): Promise<unknown>;
+  read(path: string, options?: { signal?: AbortSignal | undefined }): AsyncIterable<Uint8Array>;
+  readRange(path: string, offset: number, length: number, options?: { signal?: AbortSignal | undefined }): Promise<Uint8Array>;
+  flushDeletes(options?: { signal?: AbortSignal | undefined }): Promise<unknown>;
+}
+
+/** What getattr reports. */
+export interface DriveAttr {
+  type: "dir" | "file";
+  /** Permission bits only (no file type bits). */
+  mode: number;
+  size: number;
+  mtimeMs: number;
+  inode: number;
+}
+
+/** Options of a {@link Drive}. */
+export interface DriveInit {
+  metadata: DriveMetadata;
+  data: DriveData;
+  staging: StagingArea;
+  cache: SegmentCache;
+  readOnly?: boolean;
+  /** statfs capacity in bytes (see docs/architecture.md, Drive). */
+  capacityBytes?: number;
+  uid?: number;
+  gid?: number;
+  logger?: Logger;
+}
+
+/** A staged file (see the module note). */
+interface OpenItem {
+  staging: StagingItem;
+  /** Handles open on it. */
+  opens: number;
+  /** Bumped by every change of content or attributes. */
+  generation: number;
+  /** Generation last committed to metadata (-1: never). */
+  uploaded: number;
+  /** Removed from the namespace while open: never uploaded, discarded on last release. */
+  unlinked: boolean;
+  /** Tail of this item's upload chain. */
+  chain: Promise<void>;
+}
+
+interface Handle {
+  path: string;
+  item?: OpenItem | undefined;
+  /** A clean file opened for reading: its record at open time. */
+  clean?: InodeRecord | undefined;
+}
+
+/** Attributes that metadata cannot store yet, by inode. */
+export class AttrOverlay {
+  readonly #file: string;
+  #map = new Map<number, { mode?: number; mtimeMs?: number }>();
+  #saving: Promise<void> = Promise.resolve();
+
+  constructor(file: string) {
+    this.#file = file;
+  }
+
+  /** Loads the overlay (a missing file is an empty overlay). */
+  async load(): Promise<void> {
+    try {
+      this.#map = new Map(Object.entries(JSON.parse(await readFile(this.#file, "utf8")) as Record<string, { mode?: number; mtimeMs?: number }>).map(([k, v]) => [Number(k), v]));
+    } catch {
+      this.#map = new Map();
+    }
+  }
+
+  /** The record with the overlay's attributes applied. */
+  apply(record: InodeRecord): InodeRecord {
+    const o = this.#map.get(record.inode);
+    return o === undefined ? record : { ...record, ...o };
+  }
+
+  /** Sets attributes of `inode` and persists the overlay (temp file + rename). */
+  set(inode: number, attrs: { mode?: number; mtimeMs?: number }): Promise<void> {
+    this.#map.set(inode, { ...this.#map.get(inode), ...attrs });
+    const snapshot = JSON.stringify(Object.fromEntries(this.#map));
+    this.#saving = this.#saving.then(async () => {
+      await writeFile(`${this.#file}.tmp`, snapshot);
+      await fsRename(`${this.#file}.tmp`, this.#file);
+    });
+    return this.#saving;
+  }
+}
+
+const O_ACCMODE = 3;
+const O_TRUNC = 0o1000;
+const STATFS_DEFAULT_CAPACITY_BYTES = 1024 ** 5;
+/** statfs block size: fuse-native passes block counts as 32-bit numbers, so blocks must be large for PiB figures. */
+const STATFS_BLOCK_BYTES = 1024 * 1024;
+const UINT32_MAX = 0xffffffff;
+
+function parentOf(path: string): string {
+  const i = path.lastIndexOf("/");
+  return i <= 0 ? "/" : path.slice(0, i);
+}
+
+function norm(path: string): string {
+  const names = path.split("/").filter((n) => n.length > 0);
+  return `/${names.join("/")}`;
+}
+
+const isUnder = (path: string, dir: string): boolean => path === dir || path.startsWith(dir === "/" ? "/" : `${dir}/`);
+
+/** The drive (see the module note). */
+export class Drive {
+  readonly #meta: DriveMetadata;
+  readonly #data: DriveData;
+  readonly #staging: StagingArea;
+  readonly #cache: SegmentCache;
+  readonly #overlay: AttrOverlay;
+  readonly #log: Logger;
+  readonly #readOnly: boolean;
+  readonly #capacity: number;
+  readonly uid: number;
+  readonly gid: number;
+  readonly #items = new Map<string, OpenItem>();
+  readonly #handles = new Map<number, Handle>();
+  #nextFd = 1;
+
+  constructor(init: DriveInit) {
+    this.#meta = init.metadata;
+    this.#data = init.data;
+    this.#staging = init.staging;
+    this.#cache = init.cache;
+    this.#overlay = new AttrOverlay(join(init.staging.dir, "attrs.json"));
+    this.#log = init.logger ?? silentLogger("dstor:fuse");
+    this.#readOnly = init.readOnly ?? false;
+    this.#capacity = init.capacityBytes ?? STATFS_DEFAULT_CAPACITY_BYTES;
+    this.uid = init.uid ?? process.getuid?.() ?? 0;
+    this.gid = init.gid ?? process.getgid?.() ?? 0;
+  }
+
+  /** Loads the attribute overlay and uploads journal leftovers of an earlier process; returns how many were replayed. */
+  async start(options: { signal?: AbortSignal | undefined } = {}): Promise<number> {
+    await this.#overlay.load();
+    let replayed = 0;
+    for (const left of await this.#staging.leftovers()) {
+      const { path, mode, mtimeMs } = left.record;
+      this.#log.info("replaying a staged write left by an earlier process", { path });
+      const parent = parentOf(path);
+      // The parent may have been renamed or removed after the write was acknowledged: recreate it rather than lose data.
+      if (parent !== "/") await this.#meta.mkdir(parent, { parents: true });
+      await this.#data.put(path, createReadStream(left.dataPath, { highWaterMark: 1024 * 1024 }), { mode, mtimeMs, signal: options.signal });
+      await this.#staging.forget(left);
+      replayed++;
+    }
+    return replayed;
+  }
+
+  #writable(): void {
+    if (this.#readOnly) throw new DstorError("READ_ONLY", "the drive is mounted read-only");
+  }
+
+  #handle(fd: number): Handle {
+    const h = this.#handles.get(fd);
+    if (h === undefined) throw new DstorError("INVALID_ARGUMENT", `no open file with handle ${fd}`);
+    return h;
+  }
+
+  #addHandle(handle: Handle): number {
+    const fd = this.#nextFd++;
+    this.#handles.set(fd, handle);
+    if (handle.item !== undefined) handle.item.opens++;
+    return fd;
+  }
+
+  // ---------------------------------------------------------------- namespace
+
+  /** Attributes of `path` (staged state wins over metadata). */
+  async getattr(path: string): Promise<DriveAttr> {
+    const p = norm(path);
+    const item = this.#items.get(p);
+    if (item !== undefined) {
+      const r = item.staging.record;
+      return { type: "file", mode: r.mode, size: r.size, mtimeMs: r.mtimeMs, inode: 0 };
+    }
+    const record = this.#overlay.apply(await this.#meta.lookup(p));
+    return { type: record.type, mode: record.mode, size: record.size, mtimeMs: record.mtimeMs, inode: record.inode };
+  }
+
+  /** Names in directory `path`, staged files included. */
+  async readdir(path: string): Promise<string[]> {
+    const p = norm(path);
+    const names = new Set((await this.#meta.readdir(p)).map((e) => e.name));
+    for (const itemPath of this.#items.keys()) if (parentOf(itemPath) === p) names.add(itemPath.slice(itemPath.lastIndexOf("/") + 1));
+    return [...names].sort();
+  }
+
+  /** Creates a directory. */
+  async mkdir(path: string, mode: number): Promise<void> {
+    this.#writable();
+    const p = norm(path);
+    if (this.#items.has(p)) throw new DstorError("FILE_EXISTS", `${p} already exists`);
+    await this.#meta.mkdir(p, { mode: mode & 0o7777 });
+  }
+
+  /** Removes an empty directory (staged files count as entries). */
+  async rmdir(path: string): Promise<void> {
+    this.#writable();
+    const p = norm(path);
+    for (const itemPath of this.#items.keys()) {
+      if (isUnder(itemPath, p) && itemPath !== p) throw new DstorError("DIRECTORY_NOT_EMPTY", `${p} is not empty`);
+    }
+    if (this.#items.has(p)) throw new DstorError("NOT_A_DIRECTORY", `${p} is not a directory`);
+    await this.#meta.rmdir(p);
+  }
+
+  /** Removes a file; open handles keep working until released. */
+  async unlink(path: string): Promise<void> {
+    this.#writable();
+    const p = norm(path);
+    const item = this.#items.get(p);
+    if (item !== undefined) {
+      await item.chain;
+      this.#items.delete(p);
+      item.unlinked = true;
+      item.generation++;
+      if (item.uploaded >= 0) await this.#unlinkMeta(p);
+      if (item.opens === 0) await this.#staging.discard(item.staging);
+      return;
+    }
+    await this.#unlinkMeta(p);
+  }
+
+  async #unlinkMeta(p: string): Promise<void> {
+    const record = await this.#meta.lookup(p);
+    if (record.type === "dir") throw new DstorError("IS_A_DIRECTORY", `${p} is a directory`);
+    await this.#meta.unlink(p);
+    this.#cache.forget(record.inode);
+    this.#backgroundDeletes();
+  }
+
+  #backgroundDeletes(): void {
+    this.#data.flushDeletes().catch((error: unknown) => this.#log.warn("deleting old pieces failed; will retry later", { error: String(error) }));
+  }
+
+  /** Renames atomically, replacing a file or an empty directory at `to`. */
+  async rename(from: string, to: string): Promise<void> {
+    this.#writable();
+    const src = norm(from);
+    const dst = norm(to);
+    if (src === dst) return;
+    if (isUnder(dst, src)) throw new DstorError("INVALID_ARGUMENT", `cannot move ${src} into itself`);
+    const moving = [...this.#items.entries()].filter(([p]) => isUnder(p, src));
+    const target = this.#items.get(dst);
+    await Promise.all([...moving.map(([, i]) => i.chain), target?.chain]);
+    // Decide what metadata holds: the source may exist only in staging.
+    let srcInMeta = true;
+    try {
+      await this.#meta.lookup(src);
+    } catch (error) {
+      if (!isDstorError(error, "NO_SUCH_FILE")) throw error;
+      srcInMeta = false;
+      if (!this.#items.has(src)) throw error;
+    }
+    let dstRecord: InodeRecord | undefined;
+    try {
+      dstRecord = await this.#meta.lookup(dst);
+    } catch (error) {
+      if (!isDstorError(error, "NO_SUCH_FILE")) throw error;
+      // The target's parent must exist and be a directory.
+      const parent = await this.#meta.lookup(parentOf(dst));
+      if (parent.type !== "dir") throw new DstorError("NOT_A_DIRECTORY", `${parentOf(dst)} is not a directory`);
+    }
+    if (srcInMeta) {
+      await this.#meta.rename(src, dst);
+      if (dstRecord?.type === "file") this.#backgroundDeletes();
+    } else if (dstRecord !== undefined) {
+      // A staged-only file replaces a committed one: drop the committed one now; the staged data is uploaded under dst.
+      if (dstRecord.type === "dir") throw new DstorError("IS_A_DIRECTORY", `${dst} is a directory`);
+      await this.#meta.unlink(dst);
+      this.#backgroundDeletes();
+    }
+    if (target !== undefined) {
+      this.#items.delete(dst);
+      target.unlinked = true;
+      target.generation++;
+      if (target.opens === 0) await this.#staging.discard(target.staging);
+    }
+    for (const [p, item] of moving) {
+      const moved = dst + p.slice(src.length);
+      this.#items.delete(p);
+      this.#items.set(moved, item);
+      item.staging.record.path = moved;
+      await this.#staging.writeRecord(item.staging);
+    }
+    for (const h of this.#handles.values()) if (isUnder(h.path, src)) h.path = dst + h.path.slice(src.length);
+  }
+
+  /** Changes permission bits. */
+  async chmod(path: string, mode: number): Promise<void> {
+    this.#writable();
+    const p = norm(path);
+    const item = this.#items.get(p);
+    if (item !== undefined) {
+      item.staging.record.mode = mode & 0o7777;
+      item.generation++;
+      await this.#staging.writeRecord(item.staging);
+      return;
+    }
+    await this.#overlay.set((await this.#meta.lookup(p)).inode, { mode: mode & 0o7777 });
+  }
+
+  /** Sets the modification time (atime is not kept). */
+  async utimens(path: string, mtimeMs: number): Promise<void> {
+    this.#writable();
+    const p = norm(path);
+    const item = this.#items.get(p);
+    if (item !== undefined) {
+      item.staging.record.mtimeMs = mtimeMs;
+      item.generation++;
+      await this.#staging.writeRecord(item.staging);
+      return;
+    }
+    await this.#overlay.set((await this.#meta.lookup(p)).inode, { mtimeMs });
+  }
+
+  /** Ownership is not stored: a no-op for the mounting user (or -1), EPERM otherwise. */
+  async chown(path: string, uid: number, gid: number): Promise<void> {
+    await this.getattr(path);
+    const keeps = (want: number, have: number): boolean => want === -1 || want === 0xffffffff || want === have;
+    if (!keeps(uid, this.uid) || !keeps(gid, this.gid)) throw new DstorError("NOT_PERMITTED", "the drive does not store file ownership");
+  }
+
+  /** Capacity figures for statfs, in {@link STATFS_BLOCK_BYTES} blocks. */
+  statfs(): { bsize: number; frsize: number; blocks: number; bfree: number; bavail: number; files: number; ffree: number; favail: number; namemax: number } {
+    const blocks = Math.min(UINT32_MAX, Math.floor(this.#capacity / STATFS_BLOCK_BYTES));
+    return { bsize: STATFS_BLOCK_BYTES, frsize: STATFS_BLOCK_BYTES, blocks, bfree: blocks, bavail: blocks, files: 1e9, ffree: 1e9, favail: 1e9, namemax: 255 };
+  }
+
+  // --------------------------------------------------------------------- data
+
+  /** Stages an existing clean file (or an empty one with `truncate`). */
+  async #stage(p: string, truncate: boolean): Promise<OpenItem> {
+    const existing = this.#items.get(p);
+    if (existing !== undefined) return existing;
+    const record = this.#overlay.apply(await this.#meta.lookup(p));
+    if (record.type === "dir") throw new DstorError("IS_A_DIRECTORY", `${p} is a directory`);
+    const staging = await this.#staging.create({ path: p, size: truncate ? 0 : record.size, mode: record.mode, mtimeMs: truncate ? Date.now() : record.mtimeMs });
+    try {
+      if (!truncate && record.size > 0) {
+        let at = 0;
+        for await (const chunk of this.#data.read(p)) {
+          await staging.handle.write(chunk, 0, chunk.byteLength, at);
+          at += chunk.byteLength;
+        }
+        await this.#staging.writeRecord(staging);
+      }
+    } catch (error) {
+      await this.#staging.discard(staging);
+      throw error;
+    }
+    // Another open may have staged the same file while this one was copying: keep the first.
+    const raced = this.#items.get(p);
+    if (raced !== undefined) {
+      await this.#staging.discard(staging);
+      return raced;
+    }
+    const item: OpenItem = { staging, opens: 0, generation: truncate ? 1 : 0, uploaded: truncate ? -1 : 0, unlinked: false, chain: Promise.resolve() };
+    this.#items.set(p, item);
+    return item;
+  }
+
+  /** Creates (or truncates) a file and opens it. */
+  async create(path: string, mode: number): Promise<number> {
+    this.#writable();
+    const p = norm(path);
+    if (this.#items.has(p)) {
+      const item = await this.#stage(p, true);
+      await this.#truncateItem(item, 0);
+      return this.#addHandle({ path: p, item });
+    }
+    let exists = false;
+    try {
+      const record = await this.#meta.lookup(p);
+      if (record.type === "dir") throw new DstorError("IS_A_DIRECTORY", `${p} is a directory`);
+      exists = true;
+    } catch (error) {
+      if (!isDstorError(error, "NO_SUCH_FILE")) throw error;
+      const parent = await this.#meta.lookup(parentOf(p));
+      if (parent.type !== "dir") throw new DstorError("NOT_A_DIRECTORY", `${parentOf(p)} is not a directory`);
+    }
+    if (exists) return this.#addHandle({ path: p, item: await this.#stage(p, true) });
+    const staging = await this.#staging.create({ path: p, size: 0, mode: mode & 0o7777, mtimeMs: Date.now() });
+    const item: OpenItem = { staging, opens: 0, generation: 1, uploaded: -1, unlinked: false, chain: Promise.resolve() };
+    this.#items.set(p, item);
+    return this.#addHandle({ path: p, item });
+  }
+
+  /** Opens a file; write access (or O_TRUNC) stages it. */
+  async open(path: string, flags: number): Promise<number> {
+    const p = norm(path);
+    const writing = (flags & O_ACCMODE) !== 0 || (flags & O_TRUNC) !== 0;
+    const item = this.#items.get(p);
+    if (writing) {
+      this.#writable();
+      const staged = await this.#stage(p, (flags & O_TRUNC) !== 0);
+      if ((flags & O_TRUNC) !== 0 && staged.staging.record.size !== 0) await this.#truncateItem(staged, 0);
+      return this.#addHandle({ path: p, item: staged });
+    }
+    if (item !== undefined) return this.#addHandle({ path: p, item });
+    const record = await this.#meta.lookup(p);
+    if (record.type === "dir") throw new DstorError("IS_A_DIRECTORY", `${p} is a directory`);
+    return this.#addHandle({ path: p, clean: record });
+  }
+
+  /** Reads up to `length` bytes at `position` into `buffer`; returns the count. */
+  async read(fd: number, buffer: Buffer, length: number, position: number, options: { signal?: AbortSignal | undefined } = {}): Promise<number> {
+    const h = this.#handle(fd);
+    // A file staged after this handle opened it clean is read from staging too.
+    const item = h.item ?? (h.clean === undefined ? undefined : this.#items.get(h.path));
+    if (item !== undefined) {
+      const want = Math.max(0, Math.min(length, item.staging.record.size - position));
+      if (want === 0) return 0;
+      const { bytesRead } = await item.staging.handle.read(buffer, 0, want, position);
+      return bytesRead;
+    }
+    const record = h.clean!;
+    const chunkSize = record.file?.segmentSize ?? 8 * 1024 * 1024;
+    const path = h.path;
+    const bytes = await this.#cache.read(
+      { inode: record.inode, size: record.size, chunkSize },
+      position,
+      length,
+      (offset, len, o) => this.#data.readRange(path, offset, len, o),
+      options,
+    );
+    buffer.set(bytes, 0);
+    return bytes.byteLength;
+  }
+
+  /** Writes `length` bytes of `buffer` at `position` into the staged file. */
+  async write(fd: number, buffer: Buffer, length: number, position: number): Promise<number> {
+    this.#writable();
+    const h = this.#handle(fd);
+    if (h.item === undefined) throw new DstorError("INVALID_ARGUMENT", "the file was not opened for writing");
+    const item = h.item;
+    const { bytesWritten } = await item.staging.handle.write(buffer, 0, length, position);
+    item.generation++;
+    const r = item.staging.record;
+    r.size = Math.max(r.size, position + bytesWritten);
+    r.mtimeMs = Date.now();
+    return bytesWritten;
+  }
+
+  async #truncateItem(item: OpenItem, size: number): Promise<void> {
+    await item.staging.handle.truncate(size);
+    item.staging.record.size = size;
+    item.staging.record.mtimeMs = Date.now();
+    item.generation++;
+    await this.#staging.writeRecord(item.staging);
+  }
+
+  /** Truncates by path (stages the file; uploads at once when nobody holds it open). */
+  async truncate(path: string, size: number): Promise<void> {
+    this.#writable();
+    const p = norm(path);
+    const item = await this.#stage(p, size === 0);
+    await this.#truncateItem(item, size);
+    if (item.opens === 0) await this.#upload(item);
+  }
+
+  /** Truncates an open file. */
+  async ftruncate(fd: number, size: number): Promise<void> {
+    this.#writable();
+    const h = this.#handle(fd);
+    if (h.item === undefined) throw new DstorError("INVALID_ARGUMENT", "the file was not opened for writing");
+    await this.#truncateItem(h.item, size);
+  }
+
+  /** close(): makes the staged data and record durable locally (the journal), so an acknowledged close survives a crash. */
+  async flush(fd: number): Promise<void> {
+    const h = this.#handle(fd);
+    if (h.item !== undefined && !h.item.unlinked && h.item.generation !== h.item.uploaded) await this.#staging.writeRecord(h.item.staging);
+  }
+
+  /** fsync(): returns once the file is stored on farmers and committed in metadata. */
+  async fsync(fd: number, options: { signal?: AbortSignal | undefined } = {}): Promise<void> {
+    const h = this.#handle(fd);
+    if (h.item !== undefined) await this.#upload(h.item, options);
+  }
+
+  /** Last close of a handle: dirty files are uploaded in the background. */
+  async release(fd: number): Promise<void> {
+    const h = this.#handle(fd);
+    this.#handles.delete(fd);
+    const item = h.item;
+    if (item === undefined) return;
+    item.opens--;
+    if (item.unlinked) {
+      if (item.opens === 0) await this.#staging.discard(item.staging);
+      return;
+    }
+    if (item.opens === 0) {
+      this.#upload(item).catch((error: unknown) => this.#log.warn("background upload failed; the write stays staged and is retried on the next release, fsync or unmount", { path: item.staging.record.path, error: String(error) }));
+    }
+  }
+
+  /**
+   * Uploads `item` if it changed since its last upload (queued on the item's
+   * chain). Afterwards a clean, unopened item leaves staging.
+   */
+  #upload(item: OpenItem, options: { signal?: AbortSignal | undefined } = {}): Promise<void> {
+    const run = item.chain.then(async () => {
+      if (item.unlinked) return;
+      if (item.generation !== item.uploaded) {
+        const generation = item.generation;
+        const { path, mode, mtimeMs } = item.staging.record;
+        await this.#staging.writeRecord(item.staging);
+        await this.#data.put(path, createReadStream(item.staging.dataPath, { highWaterMark: 1024 * 1024 }), { mode, mtimeMs, signal: options.signal });
+        item.uploaded = generation;
+        this.#log.debug("uploaded", { path, size: item.staging.record.size });
+        this.#backgroundDeletes();
+      }
+      if (item.opens === 0 && !item.unlinked && item.generation === item.uploaded) {
+        const path = item.staging.record.path;
+        if (this.#items.get(path) === item) this.#items.delete(path);
+        await this.#staging.discard(item.staging);
+      }
+    });
+    item.chain = run.catch(() => {});
+    return run;
+  }
+
+  /** Uploads every staged file (used before unmounting); returns how many failed. */
+  async drain(options: { signal?: AbortSignal | undefined } = {}): Promise<number> {
+    let failed = 0;
+    await Promise.all(
+      [...this.#items.values()].map((item) =>
+        this.#upload(item, options).catch((error: unknown) => {
+          failed++;
+          this.#log.error("could not upload a staged file; it stays in the journal and is replayed on the next mount", { path: item.staging.record.path, error: String(error) });
+        }),
+      ),
+    );
+    return failed;
+  }
+
+  /** Staged files not yet uploaded. */
+  get pending(): number {
+    return this.#items.size;
+  }
+}

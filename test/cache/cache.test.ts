@@ -1,0 +1,68 @@
+/**
+ * The read cache (byte bound, shared misses, chunk assembly) and the staging
+ * journal (records survive, leftovers come back, orphans are cleaned).
+ */
+import assert from "node:assert/strict";
+import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { test } from "node:test";
+import fc from "fast-check";
+import { SegmentCache } from "../../src/cache/segment-cache.js";
+import { openStagingArea } from "../../src/cache/staging.js";
+
+const fileOf = (size: number): Uint8Array => Uint8Array.from({ length: size }, (_, i) => (i * 7 + 3) & 0xff);
+
+test("segment cache returns exactly the requested bytes for any range", async () => {
+  await fc.assert(
+    fc.asyncProperty(fc.integer({ min: 0, max: 3000 }), fc.integer({ min: 1, max: 700 }), fc.nat(3500), fc.nat(3500), async (size, chunk, offset, length) => {
+      const data = fileOf(size);
+      const cache = new SegmentCache({ maxBytes: 2048 });
+      const fetch = async (o: number, l: number): Promise<Uint8Array> => data.slice(o, Math.min(size, o + l));
+      const got = await cache.read({ inode: 9, size, chunkSize: chunk }, offset, length, fetch);
+      assert.deepEqual(got, data.slice(offset, Math.min(size, offset + length)));
+      assert.ok(cache.bytes <= 2048);
+    }),
+    { numRuns: 200 },
+  );
+});
+
+test("segment cache shares concurrent misses and serves hits without fetching", async () => {
+  const data = fileOf(1000);
+  let fetches = 0;
+  const fetch = async (o: number, l: number): Promise<Uint8Array> => {
+    fetches++;
+    await new Promise((r) => setTimeout(r, 5));
+    return data.slice(o, o + l);
+  };
+  const cache = new SegmentCache({ maxBytes: 10_000 });
+  const file = { inode: 1, size: 1000, chunkSize: 500 };
+  await Promise.all([cache.read(file, 0, 100, fetch), cache.read(file, 50, 100, fetch), cache.read(file, 400, 200, fetch)]);
+  assert.equal(fetches, 2, "one fetch per chunk");
+  await cache.read(file, 0, 1000, fetch);
+  assert.equal(fetches, 2);
+  cache.forget(1);
+  await cache.read(file, 0, 10, fetch);
+  assert.equal(fetches, 3);
+});
+
+test("staging journal: records come back as leftovers, orphans are removed", async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), "dstor-staging-"));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const area = await openStagingArea(dir);
+  const kept = await area.create({ path: "/a", size: 0, mode: 0o644, mtimeMs: 1 });
+  await kept.handle.write(Buffer.from("hello"), 0, 5, 0);
+  kept.record.size = 5;
+  await Promise.all([area.writeRecord(kept), area.writeRecord(kept), area.writeRecord(kept)]);
+  const dropped = await area.create({ path: "/b", size: 0, mode: 0o644, mtimeMs: 2 });
+  await area.discard(dropped);
+  await writeFile(join(dir, "orphan.data"), "never acknowledged");
+  await kept.handle.close();
+  const again = await openStagingArea(dir);
+  const left = await again.leftovers();
+  assert.equal(left.length, 1);
+  assert.deepEqual(left[0]!.record, { path: "/a", size: 5, mode: 0o644, mtimeMs: 1 });
+  assert.deepEqual((await readdir(dir)).sort(), [`${left[0]!.id}.data`, `${left[0]!.id}.json`].sort());
+  await again.forget(left[0]!);
+  assert.deepEqual(await readdir(dir), []);
+});

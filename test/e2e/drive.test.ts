@@ -1,0 +1,203 @@
+/**
+ * The drive through a REAL FUSE mount: `dstor mount` runs as a child process
+ * (a process must never do file operations on its own mount), the test does
+ * the file operations with async fs and with `cp`/`diff`. Four real farmers
+ * on 127.0.N.1, a real anvil chain, redundancy 2/3/3/4.
+ */
+import assert from "node:assert/strict";
+import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { chmod, mkdir, open, readdir, readFile, rename, rmdir, stat, statfs, symlink, truncate, unlink, utimes, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { test } from "node:test";
+import { promisify } from "node:util";
+import { devChainPaths } from "../../src/chain/devchain.js";
+import { startFixture } from "../chain/fixture.js";
+import { CLI, removeRoot, runCli, startLocalFarmer, tempRoot } from "../renter/network-fixture.js";
+
+const run = promisify(execFile);
+const MIB = 1024 * 1024;
+
+interface Mount {
+  child: ChildProcess;
+  stderr(): string;
+  /** SIGTERM and wait for a clean exit; returns the exit code. */
+  stop(): Promise<number | null>;
+  /** SIGKILL, as a crash would. */
+  kill(): Promise<void>;
+}
+
+function exited(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => child.once("exit", () => resolve()));
+}
+
+async function expectCode(promise: Promise<unknown>, code: string): Promise<void> {
+  await assert.rejects(promise, (error: NodeJS.ErrnoException) => {
+    assert.equal(error.code, code);
+    return true;
+  });
+}
+
+test("the drive through a real FUSE mount", { timeout: 600_000 }, async (t) => {
+  const f = await startFixture(t);
+  const root = await tempRoot("dstor-drive-e2e-");
+  const mnt = join(root, "mnt");
+  await mkdir(mnt);
+  const cleanups: Array<() => Promise<void>> = [];
+  const mounts: Mount[] = [];
+  t.after(async () => {
+    for (const m of mounts) await m.stop().catch(() => {});
+    await run("fusermount", ["-uz", mnt]).catch(() => {});
+    await Promise.all(cleanups.map((stop) => stop()));
+    await removeRoot(root);
+  });
+  for (let i = 1; i <= 4; i++) await startLocalFarmer(cleanups, root, i, f.chain.rpcUrl, f.home);
+  const home = join(root, "renter");
+  const init = await runCli(["init", "--home", home, "--json"]);
+  assert.equal(init.code, 0, init.stderr);
+  const common = ["--home", home, "--chain-rpc", f.chain.rpcUrl, "--deployment", devChainPaths(f.home).deployment, "--redundancy", "2/3/3/4"];
+
+  const mount = async (): Promise<Mount> => {
+    const child = spawn(process.execPath, [CLI, "mount", mnt, "--json", ...common], { stdio: ["ignore", "pipe", "pipe"] });
+    let err = "";
+    child.stderr?.on("data", (d: Buffer) => {
+      err = (err + d.toString()).slice(-20_000);
+    });
+    const m: Mount = {
+      child,
+      stderr: () => err,
+      async stop() {
+        if (child.exitCode === null && child.signalCode === null) {
+          child.kill("SIGTERM");
+          const timer = setTimeout(() => child.kill("SIGKILL"), 120_000);
+          await exited(child);
+          clearTimeout(timer);
+        }
+        return child.exitCode;
+      },
+      async kill() {
+        child.kill("SIGKILL");
+        await exited(child);
+      },
+    };
+    mounts.push(m);
+    await new Promise<void>((resolve, reject) => {
+      let out = "";
+      if (process.env.DRIVE_TEST_LOG) child.stderr?.pipe(process.stderr);
+      const timer = setTimeout(() => reject(new Error(`mount not ready in 60 s; stderr:\n${err}`)), 60_000);
+      child.stdout?.on("data", (d: Buffer) => {
+        out += d.toString();
+        if (out.split("\n").some((line) => line.includes('"event":"mounted"'))) {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+      child.once("exit", (code) => {
+        clearTimeout(timer);
+        reject(new Error(`mount exited with ${code} before ready; stderr:\n${err}`));
+      });
+    });
+    return m;
+  };
+
+  let m = await mount();
+  const at = (p: string): string => join(mnt, p);
+
+  await t.test("a second mount on a live mount point is refused", async () => {
+    const again = await runCli(["mount", mnt, ...common], 60_000);
+    assert.equal(again.code, 1);
+    assert.match(again.stderr, /already mounted/);
+  });
+
+  await t.test("POSIX semantics", async () => {
+    await writeFile(at("a.txt"), "hello drive");
+    assert.equal(await readFile(at("a.txt"), "utf8"), "hello drive");
+    assert.equal((await stat(at("a.txt"))).size, 11);
+
+    await truncate(at("a.txt"), 5);
+    assert.equal(await readFile(at("a.txt"), "utf8"), "hello");
+
+    await writeFile(at("b.txt"), "bee");
+    await rename(at("a.txt"), at("b.txt"));
+    assert.equal(await readFile(at("b.txt"), "utf8"), "hello");
+    await expectCode(stat(at("a.txt")), "ENOENT");
+
+    // Unlink while open: the handle keeps reading the data.
+    const fh = await open(at("b.txt"), "r");
+    await unlink(at("b.txt"));
+    await expectCode(stat(at("b.txt")), "ENOENT");
+    const buf = Buffer.alloc(5);
+    await fh.read(buf, 0, 5, 0);
+    assert.equal(buf.toString(), "hello");
+    await fh.close();
+
+    await mkdir(at("d"));
+    await expectCode(mkdir(at("d")), "EEXIST");
+    await writeFile(at("d/x"), "x");
+    await expectCode(rmdir(at("d")), "ENOTEMPTY");
+    await unlink(at("d/x"));
+    await rmdir(at("d"));
+    await expectCode(stat(at("d")), "ENOENT");
+
+    await mkdir(at("d1"));
+    await mkdir(at("d2"));
+    await rename(at("d1"), at("d2"));
+    assert.ok((await stat(at("d2"))).isDirectory());
+    await expectCode(stat(at("d1")), "ENOENT");
+    await rmdir(at("d2"));
+
+    await writeFile(at("m.txt"), "mode");
+    await chmod(at("m.txt"), 0o600);
+    assert.equal((await stat(at("m.txt"))).mode & 0o777, 0o600);
+    const when = new Date("2020-01-02T03:04:05Z");
+    await utimes(at("m.txt"), when, when);
+    assert.equal((await stat(at("m.txt"))).mtimeMs, when.getTime());
+
+    const fs = await statfs(mnt);
+    assert.ok(fs.blocks > 0 && fs.bavail > 0);
+    await expectCode(symlink("m.txt", at("link")), "EPERM");
+    await expectCode(readFile(at("nope")), "ENOENT");
+    assert.deepEqual((await readdir(mnt)).sort(), ["m.txt"]);
+  });
+
+  const src = join(root, "tree");
+  await t.test("cp -a of a small tree with a 9 MiB file, then diff -r", async () => {
+    await mkdir(join(src, "sub", "deeper"), { recursive: true });
+    await writeFile(join(src, "small.txt"), "small file\n");
+    await writeFile(join(src, "sub", "five-k.bin"), randomBytes(5000));
+    await writeFile(join(src, "sub", "deeper", "empty"), "");
+    await writeFile(join(src, "big.bin"), randomBytes(9 * MIB));
+    await run("cp", ["-a", src, at("tree")]);
+    await run("diff", ["-r", src, at("tree")]);
+  });
+
+  await t.test("unmount, remount: identical", async () => {
+    assert.equal(await m.stop(), 0, m.stderr());
+    m = await mount();
+    await run("diff", ["-r", src, at("tree")]);
+    assert.equal((await stat(at("m.txt"))).mode & 0o777, 0o600, "chmod survives a remount");
+  });
+
+  await t.test("kill -9 after fsync, restart: the file is complete", async () => {
+    const data = randomBytes(2 * MIB + 123);
+    const fh = await open(at("synced.bin"), "w");
+    await fh.write(data, 0, data.length, 0);
+    await fh.sync();
+    const closed = randomBytes(300 * 1024);
+    await writeFile(at("closed.bin"), closed);
+    await m.kill();
+    m = await mount();
+    await fh.close().catch(() => {});
+    assert.deepEqual(await readFile(at("synced.bin")), data);
+    assert.deepEqual(await readFile(at("closed.bin")), closed, "a closed (journalled) write is replayed");
+  });
+
+  await t.test("dstor unmount ends the mount process cleanly", async () => {
+    const un = await runCli(["unmount", mnt, "--json"], 60_000);
+    assert.equal(un.code, 0, un.stderr);
+    await exited(m.child);
+    assert.equal(m.child.exitCode, 0, m.stderr());
+    assert.deepEqual(await readdir(mnt), [], "the mount point is an empty directory again");
+  });
+});

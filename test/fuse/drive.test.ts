@@ -1,0 +1,175 @@
+/**
+ * The drive's POSIX logic without FUSE: a real metadata database and an
+ * in-memory stand-in for the renter's data path. Also the errno map.
+ */
+import assert from "node:assert/strict";
+import { mkdtemp, rm } from "node:fs/promises";
+import { constants, tmpdir } from "node:os";
+import { join } from "node:path";
+import { test } from "node:test";
+import { SegmentCache } from "../../src/cache/segment-cache.js";
+import { openStagingArea } from "../../src/cache/staging.js";
+import { DstorError } from "../../src/core/errors.js";
+import { Drive, type DriveData } from "../../src/fuse/drive.js";
+import { toErrno } from "../../src/fuse/errno.js";
+import { openMetadataDb } from "../../src/metadata/db.js";
+
+const E = constants.errno;
+
+/** Stores whole files in memory and commits a metadata record (inline-style) for each. */
+function memoryData(meta: Awaited<ReturnType<typeof openMetadataDb>>): DriveData & { puts: number; blobs: Map<number, Buffer> } {
+  const blobs = new Map<number, Buffer>();
+  const self = {
+    puts: 0,
+    blobs,
+    async put(path: string, source: AsyncIterable<Uint8Array>, options: { mode?: number; mtimeMs?: number }) {
+      const parts: Buffer[] = [];
+      for await (const c of source) parts.push(Buffer.from(c));
+      const data = Buffer.concat(parts);
+      const content = { fileKey: "00", fileId: "00", segmentSize: 64, redundancy: "1/1/1/1", segmentCount: 0 };
+      const { record } = await meta.commitFile(path, { content, size: data.length, segments: [], mode: options.mode ?? 0o644, mtimeMs: options.mtimeMs ?? 0 });
+      blobs.set(record.inode, data);
+      self.puts++;
+      return {};
+    },
+    async *read(path: string) {
+      yield blobs.get((await meta.lookup(path)).inode)!;
+    },
+    async readRange(path: string, offset: number, length: number) {
+      const data = blobs.get((await meta.lookup(path)).inode)!;
+      return new Uint8Array(data.subarray(offset, Math.min(data.length, offset + length)));
+    },
+    async flushDeletes() {
+      return {};
+    },
+  };
+  return self;
+}
+
+async function setup(t: { after(fn: () => Promise<void>): void }) {
+  const dir = await mkdtemp(join(tmpdir(), "dstor-drive-"));
+  const meta = await openMetadataDb({ dir: join(dir, "renter", "meta") });
+  const data = memoryData(meta);
+  const staging = await openStagingArea(join(dir, "cache"));
+  const drive = new Drive({ metadata: meta, data, staging, cache: new SegmentCache({ maxBytes: 1 << 20 }) });
+  await drive.start();
+  t.after(async () => {
+    await drive.drain();
+    await meta.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+  return { drive, meta, data, staging, dir };
+}
+
+async function readAll(drive: Drive, path: string): Promise<string> {
+  const fd = await drive.open(path, 0);
+  const buf = Buffer.alloc(1 << 16);
+  const n = await drive.read(fd, buf, buf.length, 0);
+  await drive.release(fd);
+  return buf.subarray(0, n).toString();
+}
+
+const code = (c: string) => (error: unknown) => error instanceof DstorError && error.code === c;
+
+test("errno map: codes, node errors, unknown → EIO", () => {
+  assert.equal(toErrno(new DstorError("NO_SUCH_FILE", "x")), -E.ENOENT);
+  assert.equal(toErrno(new DstorError("DIRECTORY_NOT_EMPTY", "x")), -E.ENOTEMPTY);
+  assert.equal(toErrno(new DstorError("TIMEOUT", "x")), -E.ETIMEDOUT);
+  assert.equal(toErrno(new DstorError("READ_ONLY", "x")), -E.EROFS);
+  assert.equal(toErrno(new DstorError("NOT_ENOUGH_FARMERS", "x")), -E.EIO);
+  assert.equal(toErrno(Object.assign(new Error("disk"), { code: "ENOSPC" })), -E.ENOSPC);
+  assert.equal(toErrno(new Error("?")), -E.EIO);
+});
+
+test("create, write, fsync uploads once; the release of a clean file uploads nothing", async (t) => {
+  const { drive, data } = await setup(t);
+  const fd = await drive.create("/f", 0o640);
+  assert.equal(await drive.write(fd, Buffer.from("hello world"), 11, 0), 11);
+  assert.equal((await drive.getattr("/f")).size, 11);
+  await drive.fsync(fd);
+  assert.equal(data.puts, 1);
+  await drive.release(fd);
+  await drive.drain();
+  assert.equal(data.puts, 1);
+  assert.equal(drive.pending, 0);
+  assert.equal(await readAll(drive, "/f"), "hello world");
+  assert.equal((await drive.getattr("/f")).mode, 0o640);
+});
+
+test("partial overwrite of a clean file keeps the rest", async (t) => {
+  const { drive } = await setup(t);
+  const fd = await drive.create("/f", 0o644);
+  await drive.write(fd, Buffer.from("abcdefgh"), 8, 0);
+  await drive.release(fd);
+  await drive.drain();
+  const w = await drive.open("/f", 2);
+  await drive.write(w, Buffer.from("XY"), 2, 3);
+  await drive.release(w);
+  await drive.drain();
+  assert.equal(await readAll(drive, "/f"), "abcXYfgh");
+});
+
+test("namespace: mkdir, rmdir ENOTEMPTY with a staged file, rename over a file, chmod/utimens of clean files", async (t) => {
+  const { drive } = await setup(t);
+  await drive.mkdir("/d", 0o755);
+  await assert.rejects(drive.mkdir("/d", 0o755), code("FILE_EXISTS"));
+  const fd = await drive.create("/d/x", 0o644);
+  await assert.rejects(drive.rmdir("/d"), code("DIRECTORY_NOT_EMPTY"));
+  assert.deepEqual(await drive.readdir("/d"), ["x"]);
+  await drive.write(fd, Buffer.from("new"), 3, 0);
+  await drive.release(fd);
+  await drive.drain();
+  const old = await drive.create("/y", 0o644);
+  await drive.write(old, Buffer.from("old"), 3, 0);
+  await drive.release(old);
+  await drive.drain();
+  await drive.rename("/d/x", "/y");
+  assert.equal(await readAll(drive, "/y"), "new");
+  await assert.rejects(drive.getattr("/d/x"), code("NO_SUCH_FILE"));
+  await drive.rmdir("/d");
+  await drive.chmod("/y", 0o600);
+  await drive.utimens("/y", 1_000_000);
+  const a = await drive.getattr("/y");
+  assert.equal(a.mode, 0o600);
+  assert.equal(a.mtimeMs, 1_000_000);
+  await assert.rejects(drive.chown("/y", 12345, 12345), code("NOT_PERMITTED"));
+});
+
+test("rename of a staged file that is still open, and unlink while open", async (t) => {
+  const { drive, data } = await setup(t);
+  const fd = await drive.create("/a", 0o644);
+  await drive.write(fd, Buffer.from("data"), 4, 0);
+  await drive.rename("/a", "/b");
+  await drive.release(fd);
+  await drive.drain();
+  assert.equal(await readAll(drive, "/b"), "data");
+  const r = await drive.open("/b", 2);
+  await drive.unlink("/b");
+  const buf = Buffer.alloc(4);
+  assert.equal(await drive.read(r, buf, 4, 0), 4);
+  assert.equal(buf.toString(), "data");
+  const puts = data.puts;
+  await drive.release(r);
+  await drive.drain();
+  assert.equal(data.puts, puts, "an unlinked file is never uploaded");
+  await assert.rejects(drive.getattr("/b"), code("NO_SUCH_FILE"));
+});
+
+test("a journalled write left by a crash is replayed by the next start", async (t) => {
+  const { meta, data, staging } = await setup(t);
+  const crashed = new Drive({ metadata: meta, data, staging, cache: new SegmentCache({ maxBytes: 1024 }) });
+  const fd = await crashed.create("/j", 0o644);
+  await crashed.write(fd, Buffer.from("journal"), 7, 0);
+  await crashed.flush(fd);
+  // The "crash": the drive is dropped without release or upload.
+  const next = new Drive({ metadata: meta, data, staging, cache: new SegmentCache({ maxBytes: 1024 }) });
+  assert.equal(await next.start(), 1);
+  assert.equal(await readAll(next, "/j"), "journal");
+});
+
+test("read-only drive refuses changes with READ_ONLY", async (t) => {
+  const { meta, data, staging } = await setup(t);
+  const ro = new Drive({ metadata: meta, data, staging, cache: new SegmentCache({ maxBytes: 1024 }), readOnly: true });
+  await assert.rejects(ro.mkdir("/z", 0o755), code("READ_ONLY"));
+  await assert.rejects(ro.create("/z", 0o644), code("READ_ONLY"));
+});
