@@ -90,7 +90,7 @@ export async function startDevChain(init: DevChainInit): Promise<DevChain> {
   if (init.blockTimeSeconds !== undefined) args.push("--block-time", String(init.blockTimeSeconds));
   const binary = anvilBinaryPath();
   logger.info("starting anvil", { binary, args });
-  const child = spawnTied(binary, args, { stdio: ["ignore", "pipe", "pipe"], detached: false });
+  const child = spawnTied(binary, args, { stdio: ["ignore", "pipe", "pipe"] });
   const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
   let output = "";
   const collect = (chunk: Buffer): void => {

@@ -4,6 +4,10 @@
  * cannot be caught, so on Linux the child is started through util-linux's
  * `setpriv --pdeathsig TERM`, which asks the kernel to send it SIGTERM when
  * its parent dies, then execs the real program (same pid, nothing in between).
+ *
+ * Children also get their own process group (`detached`), so a Ctrl-C in the
+ * terminal reaches only the supervising process, which then stops them in
+ * order (the drive uploads what is staged while the farmers are still up).
  */
 import { type ChildProcess, type SpawnOptions, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
@@ -20,6 +24,7 @@ export function canTieToParent(): boolean {
  * process dies for any reason (where {@link canTieToParent}).
  */
 export function spawnTied(command: string, args: readonly string[], options: SpawnOptions): ChildProcess {
-  if (!canTieToParent()) return spawn(command, args, options);
-  return spawn(SETPRIV, ["--pdeathsig", "TERM", "--", command, ...args], options);
+  const grouped = { ...options, detached: true };
+  if (!canTieToParent()) return spawn(command, args, grouped);
+  return spawn(SETPRIV, ["--pdeathsig", "TERM", "--", command, ...args], grouped);
 }

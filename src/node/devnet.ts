@@ -97,8 +97,68 @@ export interface DevNetStatus {
 }
 
 /** The path of the CLI entry (dist/src/cli/main.js) next to this module. */
-function cliMain(): string {
+export function cliMain(): string {
   return fileURLToPath(new URL("../cli/main.js", import.meta.url));
+}
+
+/** A `dstor` child process that announces readiness with a JSON line on stdout. */
+export interface CliProcess {
+  child: ChildProcess;
+  /** The parsed ready line; rejects if the process exits or the deadline passes first. */
+  ready: Promise<Record<string, unknown>>;
+}
+
+/**
+ * Spawns `node <args>` tied to this process's lifetime and resolves `ready`
+ * with the first stdout JSON line whose `event` is `readyEvent`. Other
+ * stdout lines are ignored; the tail of stderr explains an early exit.
+ */
+export function spawnCliProcess(
+  args: readonly string[],
+  readyEvent: string,
+  options: { name: string; timeoutMs: number; signal?: AbortSignal | undefined; onExit?: (reason: string) => void },
+): CliProcess {
+  const child = spawnTied(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] });
+  let stderrTail = "";
+  child.stderr?.on("data", (chunk: Buffer) => {
+    stderrTail = (stderrTail + chunk.toString()).slice(-2000);
+  });
+  const ready = new Promise<Record<string, unknown>>((resolveReady, rejectReady) => {
+    let buffered = "";
+    child.stdout?.on("data", (chunk: Buffer) => {
+      buffered += chunk.toString();
+      for (let newline = buffered.indexOf("\n"); newline >= 0; newline = buffered.indexOf("\n")) {
+        const line = buffered.slice(0, newline);
+        buffered = buffered.slice(newline + 1);
+        try {
+          const event = JSON.parse(line) as Record<string, unknown>;
+          if (event.event === readyEvent) resolveReady(event);
+        } catch {
+          // Not a JSON line: ignore (children log to stderr).
+        }
+      }
+    });
+    child.once("exit", (code, signal) => {
+      const reason = `exited with ${signal ?? code}: ${stderrTail.trim().split("\n").slice(-3).join(" | ")}`;
+      options.onExit?.(reason);
+      rejectReady(new DstorError("INTERNAL", `${options.name} did not start: ${reason}`));
+    });
+    const deadline = withDeadline(options.signal, options.timeoutMs, `starting ${options.name}`);
+    deadline.addEventListener("abort", () => rejectReady(deadline.reason), { once: true });
+  });
+  // Whoever awaits `ready` sees the failure; this keeps a late one from being unhandled.
+  ready.catch(() => {});
+  return { child, ready };
+}
+
+/** SIGTERM, then SIGKILL after `timeoutMs`; resolves when the child has exited. */
+export async function stopChild(child: ChildProcess, timeoutMs: number): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((r) => child.once("exit", () => r()));
+  child.kill("SIGTERM");
+  const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
+  await exited;
+  clearTimeout(timer);
 }
 
 /** Starts the chain (unless `chainRpc`) and `farmerCount` farmers; resolves when all are registered. */
@@ -151,62 +211,28 @@ export async function startDevNet(init: DevNetInit): Promise<DevNet> {
       price,
       "--json",
     ];
-    const child = spawnTied(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] });
-    children.set(index, child);
-    farmer.pid = child.pid;
-    let stderrTail = "";
-    child.stderr?.on("data", (chunk: Buffer) => {
-      stderrTail = (stderrTail + chunk.toString()).slice(-2000);
-    });
-    const ready = new Promise<void>((resolveReady, rejectReady) => {
-      let buffered = "";
-      child.stdout?.on("data", (chunk: Buffer) => {
-        buffered += chunk.toString();
-        let newline = buffered.indexOf("\n");
-        while (newline >= 0) {
-          const line = buffered.slice(0, newline);
-          buffered = buffered.slice(newline + 1);
-          newline = buffered.indexOf("\n");
-          try {
-            const event = JSON.parse(line) as { event?: string; peerId?: string; wallet?: string; addrs?: string[] };
-            if (event.event === "ready") {
-              farmer.peerId = event.peerId;
-              farmer.wallet = event.wallet;
-              farmer.addrs = event.addrs;
-              farmer.up = true;
-              resolveReady();
-            }
-          } catch {
-            // Not a JSON line: ignore (farmers log to stderr).
-          }
-        }
-      });
-      child.once("exit", (code, signal) => {
+    const proc = spawnCliProcess(args, "ready", {
+      name: `farmer ${index}`,
+      signal: init.signal,
+      timeoutMs: FARMER_START_TIMEOUT_MS,
+      onExit: (reason) => {
         farmer.up = false;
-        farmer.exitReason = `exited with ${signal ?? code}: ${stderrTail.trim().split("\n").slice(-3).join(" | ")}`;
-        if (!stopping) logger.warn(`farmer ${index} ${farmer.exitReason}`);
-        rejectReady(new DstorError("INTERNAL", `farmer ${index} did not start: ${farmer.exitReason}`));
-      });
+        farmer.exitReason = reason;
+        if (!stopping) logger.warn(`farmer ${index} ${reason}`);
+      },
     });
-    const signal = withDeadline(init.signal, FARMER_START_TIMEOUT_MS, `starting farmer ${index}`);
-    await new Promise<void>((resolveStart, rejectStart) => {
-      signal.addEventListener("abort", () => rejectStart(signal.reason), { once: true });
-      ready.then(resolveStart, rejectStart);
-    });
+    children.set(index, proc.child);
+    farmer.pid = proc.child.pid;
+    const event = (await proc.ready) as { peerId?: string; wallet?: string; addrs?: string[] };
+    farmer.peerId = event.peerId;
+    farmer.wallet = event.wallet;
+    farmer.addrs = event.addrs;
+    farmer.up = true;
   };
 
   const stopFarmers = async (): Promise<void> => {
     stopping = true;
-    await Promise.all(
-      [...children.values()].map(async (child) => {
-        if (child.exitCode !== null || child.signalCode !== null) return;
-        const exited = new Promise<void>((r) => child.once("exit", () => r()));
-        child.kill("SIGTERM");
-        const timer = setTimeout(() => child.kill("SIGKILL"), FARMER_STOP_TIMEOUT_MS);
-        await exited;
-        clearTimeout(timer);
-      }),
-    );
+    await Promise.all([...children.values()].map((child) => stopChild(child, FARMER_STOP_TIMEOUT_MS)));
   };
 
   try {

@@ -6,10 +6,12 @@
  * everything in order and leaves nothing running; running it again brings
  * back the same network with all its state.
  */
+import { mkdir } from "node:fs/promises";
+import { resolve } from "node:path";
 import type { CommandModule } from "yargs";
 import { createLogger } from "../../core/logging.js";
 import { addOptions } from "../../core/options.js";
-import { type DevNetStatus, startDevNet, writeUpFile } from "../../node/devnet.js";
+import { type CliProcess, cliMain, type DevNetStatus, spawnCliProcess, startDevNet, stopChild, writeUpFile } from "../../node/devnet.js";
 import { initHome } from "../../node/home.js";
 
 interface UpArgs {
@@ -27,6 +29,10 @@ interface UpArgs {
 
 /** Seconds between status refreshes. */
 const STATUS_INTERVAL_MS = 2000;
+/** Longest wait for the drive to mount. */
+const MOUNT_START_TIMEOUT_MS = 120_000;
+/** Longest wait for the drive to upload what is staged and unmount at stop. */
+const MOUNT_STOP_TIMEOUT_MS = 10 * 60_000;
 
 function renderStatus(status: DevNetStatus, home: string, notes: string[]): string {
   const lines = [
@@ -75,10 +81,6 @@ export const upCommand: CommandModule<object, UpArgs> = {
         else process.stdout.write(`${warning}\n\n    ${identity.phrase}\n\n`);
       }
       renterAddress = identity.address;
-      const homeFlag = args.home === "./.dstor-local" ? "" : ` --home ${args.home}`;
-      const portFlag = args.port === 8545 ? "" : ` --port ${args.port}`;
-      notes.push(`store files: bin/dstor put LOCAL /REMOTE${homeFlag}${portFlag}   (also get, ls -l, stat, rm)`);
-      notes.push(`the drive (${args.mount}) is not in this version yet`);
     }
     const stopController = new AbortController();
     const onSignal = (): void => stopController.abort();
@@ -97,8 +99,26 @@ export const upCommand: CommandModule<object, UpArgs> = {
       logger,
       signal: stopController.signal,
     });
+    let drive: CliProcess | undefined;
     try {
-      const upFile = await writeUpFile(args.home, net, { mount: null, renter: args.renter });
+      let mountpoint: string | null = null;
+      if (args.renter) {
+        // The drive is its own process: a process must never block on its
+        // own FUSE mount, and a crash of the drive is not a crash of the network.
+        mountpoint = resolve(args.mount);
+        await mkdir(mountpoint, { recursive: true });
+        drive = spawnCliProcess([cliMain(), "mount", mountpoint, "--home", args.home, "--chain-rpc", net.rpcUrl, "--json"], "mounted", {
+          name: "the drive",
+          timeoutMs: MOUNT_START_TIMEOUT_MS,
+          signal: stopController.signal,
+          onExit: (reason) => {
+            if (!stopController.signal.aborted) logger.warn(`the drive ${reason}`);
+          },
+        });
+        await drive.ready;
+        notes.unshift(`drive mounted at ${mountpoint}: use it like any folder`);
+      }
+      const upFile = await writeUpFile(args.home, net, { mount: mountpoint, renter: args.renter });
       if (interactive) process.stdout.write(`ready: ${upFile}\n`);
       else process.stdout.write(`${JSON.stringify({ event: "ready", upFile })}\n`);
       while (!stopController.signal.aborted) {
@@ -118,7 +138,8 @@ export const upCommand: CommandModule<object, UpArgs> = {
         });
       }
     } finally {
-      if (interactive) process.stdout.write("\nstopping farmers and the chain…\n");
+      if (interactive) process.stdout.write("\nuploading staged writes, unmounting, stopping farmers and the chain…\n");
+      if (drive !== undefined) await stopChild(drive.child, MOUNT_STOP_TIMEOUT_MS);
       await net.stop();
       if (interactive) process.stdout.write("stopped.\n");
       else process.stdout.write(`${JSON.stringify({ event: "stopped" })}\n`);
