@@ -184,7 +184,11 @@ export class FarmerClient {
         throw error;
       }
       if (!response.ok) throw errorFromResponse(response, targetName(target));
-      if (uploadError !== undefined) throw uploadError;
+      // An OK means the farmer received exactly `size` bytes with the declared
+      // root and committed them. It can arrive while our half-close is still
+      // in flight, which the early-answer abort above then interrupts: that
+      // is not a failure of the upload.
+      if (uploadError !== undefined && !upload.signal.aborted) throw uploadError;
     });
   }
 
