@@ -77,6 +77,8 @@ export interface FarmerRecord {
   successes: number;
   /** Failed, refused or corrupt transfers. */
   failures: number;
+  /** When the last failure happened (ms since the epoch); absent in records written before it existed. */
+  lastFailureAt?: number | undefined;
   /** Pieces that failed verification (a subset of failures, weighted heavily). */
   corrupt: number;
   /** Bytes moved successfully and the time it took, for a speed estimate. */

@@ -228,6 +228,7 @@ export class Renter {
         multiaddrs: farmer.multiaddrs.length > 0 ? [...farmer.multiaddrs] : r.multiaddrs,
         successes: r.successes + (outcome.ok ? 1 : 0),
         failures: r.failures + (outcome.ok ? 0 : 1),
+        lastFailureAt: outcome.ok ? r.lastFailureAt : Date.now(),
         corrupt: r.corrupt + (outcome.corrupt ? 1 : 0),
         bytes: r.bytes + (outcome.ok ? (outcome.bytes ?? 0) : 0),
         ms: r.ms + (outcome.ok ? (outcome.ms ?? 0) : 0),

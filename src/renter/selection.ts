@@ -32,7 +32,19 @@ export interface SelectionPolicy {
   maxFailureRatio?: number | undefined;
   /** Verification failures after which a farmer is not used again. Default 3. */
   maxCorrupt?: number | undefined;
+  /**
+   * How long a farmer that "fails too often" is left out after its last
+   * failure, in ms (default 10 minutes). Without this a farmer that failed
+   * while it was down (a restart, a network cut) would be shunned forever,
+   * since a farmer that is never tried can never improve its record.
+   */
+  failureCooldownMs?: number | undefined;
+  /** The clock, for tests. Default Date.now. */
+  now?: (() => number) | undefined;
 }
+
+/** Default of {@link SelectionPolicy.failureCooldownMs}. */
+export const FAILURE_COOLDOWN_MS = 10 * 60_000;
 
 /** The failure domain of a farmer (see the module note). */
 export function subnetKey(multiaddrs: readonly string[], fallback: string): string {
@@ -76,7 +88,9 @@ export function ineligibleReason(
   if (record !== undefined) {
     if (record.corrupt >= (policy.maxCorrupt ?? 3)) return "returned corrupt data";
     const attempts = record.successes + record.failures;
-    if (attempts >= 4 && record.failures / attempts > (policy.maxFailureRatio ?? 0.5)) return "fails too often";
+    const cooling =
+      record.lastFailureAt !== undefined && (policy.now ?? Date.now)() - record.lastFailureAt < (policy.failureCooldownMs ?? FAILURE_COOLDOWN_MS);
+    if (attempts >= 4 && record.failures / attempts > (policy.maxFailureRatio ?? 0.5) && cooling) return "fails too often";
   }
   return undefined;
 }

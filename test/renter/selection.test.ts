@@ -3,7 +3,7 @@ import { describe, it } from "node:test";
 import fc from "fast-check";
 import { newFarmerRecord } from "../../src/metadata/db.js";
 import type { FarmerRecord } from "../../src/metadata/types.js";
-import { ineligibleReason, selectFarmers, subnetKey } from "../../src/renter/selection.js";
+import { FAILURE_COOLDOWN_MS, ineligibleReason, selectFarmers, subnetKey } from "../../src/renter/selection.js";
 import type { FarmerCandidate } from "../../src/renter/types.js";
 
 function candidate(i: number, ip: string, extra: Partial<FarmerCandidate> = {}): FarmerCandidate {
@@ -58,9 +58,10 @@ describe("selection", () => {
       candidate(7, "10.0.7.1"),
     ];
     records.set(cands[3]!.address, { ...newFarmerRecord(cands[3]!.address), corrupt: 3 });
-    records.set(cands[4]!.address, { ...newFarmerRecord(cands[4]!.address), successes: 1, failures: 9 });
+    const now = 1_000_000_000;
+    records.set(cands[4]!.address, { ...newFarmerRecord(cands[4]!.address), successes: 1, failures: 9, lastFailureAt: now - 1000 });
     records.set(cands[5]!.address, { ...newFarmerRecord(cands[5]!.address), disqualified: true });
-    const policy = { maxPriceTbMonth: 500n };
+    const policy = { maxPriceTbMonth: 500n, now: () => now };
     assert.equal(ineligibleReason(cands[0]!, undefined, policy, 100), "too expensive");
     assert.equal(ineligibleReason(cands[1]!, undefined, policy, 100), "not enough free space");
     assert.equal(ineligibleReason(cands[2]!, undefined, policy, 100), "disqualified on-chain");
@@ -70,6 +71,9 @@ describe("selection", () => {
     const picked = selectFarmers({ candidates: cands, records, count: 10, pieceBytes: 100, policy });
     assert.deepEqual(picked.map((c) => c.address), [cands[6]!.address]);
     assert.deepEqual(selectFarmers({ candidates: cands, records, count: 10, pieceBytes: 100, policy, exclude: new Set([cands[6]!.address]) }), []);
+    // A farmer that failed while it was down is tried again once the cool-down has passed.
+    const later = { ...policy, now: () => now + FAILURE_COOLDOWN_MS };
+    assert.equal(ineligibleReason(cands[4]!, records.get(cands[4]!.address), later, 100), undefined);
   });
 
   it("prefers reliable, fast farmers", () => {
