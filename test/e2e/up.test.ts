@@ -5,8 +5,10 @@
  * network (same farmer identities, same deployment).
  */
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { randomBytes } from "node:crypto";
+import { promisify } from "node:util";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { test } from "node:test";
@@ -39,8 +41,12 @@ function alive(pid: number): boolean {
 }
 
 /** Starts `dstor up --json` and collects its JSON lines. */
-function startUp(home: string, port: number): { child: ChildProcess; lines: StatusLine[]; next: (pred: (l: StatusLine) => boolean) => Promise<StatusLine> } {
-  const child = spawn(process.execPath, [MAIN, "up", "--home", home, "--port", String(port), "--farmer-count", "3", "--no-renter", "--json"], {
+function startUp(
+  home: string,
+  port: number,
+  extra: readonly string[] = ["--farmer-count", "3", "--no-renter"],
+): { child: ChildProcess; lines: StatusLine[]; next: (pred: (l: StatusLine) => boolean) => Promise<StatusLine> } {
+  const child = spawn(process.execPath, [MAIN, "up", "--home", home, "--port", String(port), "--json", ...extra], {
     stdio: ["ignore", "pipe", "pipe"],
   });
   const lines: StatusLine[] = [];
@@ -131,4 +137,38 @@ test("dstor up: ready, status, a killed farmer shows down, clean stop, same netw
   );
   assert.equal(second.contracts.market, first.contracts.market);
   assert.equal(await stopUp(up.child), 0);
+});
+
+/** Whether `dir` is a mount point now (from /proc/self/mountinfo). */
+async function mounted(dir: string): Promise<boolean> {
+  const info = await readFile("/proc/self/mountinfo", "utf8");
+  return info.split("\n").some((line) => line.split(" ")[4] === dir);
+}
+
+test("dstor up mounts the drive; files written there survive a stop and a restart", { timeout: 400_000 }, async (t) => {
+  const home = await mkdtemp(join(tmpdir(), "dstor-up-drive-"));
+  const drive = join(home, "drive");
+  const port = await freePort();
+  // 8 farmers: the default strategy 4/6/8/10 needs `optimal` = 8 to store a segment.
+  const args = ["--farmer-count", "8", "--mount", drive];
+  let up = startUp(home, port, args);
+  t.after(async () => {
+    up.child.kill("SIGKILL");
+    if (await mounted(drive)) await promisify(execFile)("fusermount", ["-uz", drive]).catch(() => {});
+    await rm(home, { recursive: true, force: true });
+  });
+  await up.next((l) => l.event === "ready");
+  const upFile = JSON.parse(await readFile(join(home, "up.json"), "utf8")) as { mount: string };
+  assert.equal(upFile.mount, drive);
+  assert.ok(await mounted(drive));
+  const data = randomBytes(3 * 1024 * 1024 + 17);
+  await writeFile(join(drive, "file.bin"), data);
+  assert.equal(await stopUp(up.child), 0);
+  assert.equal(await mounted(drive), false, "the drive was left mounted");
+
+  up = startUp(home, port, args);
+  await up.next((l) => l.event === "ready");
+  assert.deepEqual(await readFile(join(drive, "file.bin")), data);
+  assert.equal(await stopUp(up.child), 0);
+  assert.equal(await mounted(drive), false);
 });
