@@ -9,9 +9,9 @@
  * the root and proofs cost 20 hashes instead of a gigabyte of hashing; the
  * leaf bytes are non-zero so calldata is priced like real data.
  */
+import { freeLoopbackPort } from "../../src/core/net.js";
 import { randomBytes } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type ContractTransactionResponse, hexlify, Wallet } from "ethers";
@@ -30,17 +30,6 @@ const TOKEN_USD = 1;
 const FEE_SHARE = 0.1;
 const REAL_EPOCH_SECONDS = 86_400;
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const a = server.address();
-      const port = typeof a === "object" && a !== null ? a.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 /** A piece of 2^depth identical 1 KiB leaves: root and the (index-independent) proof. */
 function uniformPiece(depth: number, leaf: Uint8Array): { root: Uint8Array; proof: Uint8Array[]; size: bigint } {
@@ -56,7 +45,7 @@ function uniformPiece(depth: number, leaf: Uint8Array): { root: Uint8Array; proo
 async function main(): Promise<void> {
   const home = await mkdtemp(join(tmpdir(), "dstor-gas-"));
   const params: MarketParams = { ...NETWORK_PARAMS, epochSeconds: EPOCH_SECONDS, challengeProbabilityPpm: 1_000_000, faucet: true, faucetLimit: 10n ** 15n };
-  const chain = await startDevChain({ home, port: await freePort(), params });
+  const chain = await startDevChain({ home, port: await freeLoopbackPort(), params });
   const provider = createProvider(chain.rpcUrl, { pollingIntervalMs: 50 });
   const results: Record<string, bigint> = {};
   const report = (name: string, gas: bigint, extra: Record<string, unknown> = {}): void => {

@@ -15,10 +15,10 @@
  *
  * Usage: node dist/scripts/bench/network.js [--quick]   (--quick: 64 MiB)
  */
+import { freeLoopbackPort } from "../../src/core/net.js";
 import { randomBytes } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { mkdir, open, rm, writeFile } from "node:fs/promises";
-import { createServer } from "node:net";
 import { join } from "node:path";
 import { startDevChain } from "../../src/chain/devchain.js";
 import { MIB } from "../../src/core/units.js";
@@ -31,17 +31,6 @@ const quick = process.argv.includes("--quick");
 const FILE_BYTES = (quick ? 64 : 256) * MIB;
 const FARMERS = 10;
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      const port = typeof address === "object" && address !== null ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 async function writeAndSync(path: string, chunks: AsyncIterable<Uint8Array> | Iterable<Uint8Array>): Promise<number> {
   const handle = await open(path, "w");
@@ -66,7 +55,7 @@ async function main(): Promise<void> {
   try {
     const chainHome = join(root, "chain-home");
     await mkdir(chainHome, { recursive: true });
-    const chain = await startDevChain({ home: chainHome, port: await freePort() });
+    const chain = await startDevChain({ home: chainHome, port: await freeLoopbackPort() });
     cleanups.push(() => chain.stop());
     for (let i = 1; i <= FARMERS; i++) farmers.push(await startLocalFarmer(cleanups, root, i, chain.rpcUrl, chainHome, "20GB"));
     const renterHome = join(root, "renter");

@@ -4,9 +4,9 @@
  * helpers for time travel, seeds and deal setup. Every fixture is stopped and
  * its directory removed by `t.after`.
  */
+import { freeLoopbackPort } from "../../src/core/net.js";
 import { generateKeyPairSync, randomBytes, sign } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { TestContext } from "node:test";
@@ -32,17 +32,7 @@ export const TEST_PARAMS: MarketParams = {
 };
 
 /** A free TCP port on 127.0.0.1. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      const port = typeof address === "object" && address !== null ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
-}
+export const freePort = freeLoopbackPort;
 
 /** A funded participant. */
 export interface Party {
