@@ -6,6 +6,7 @@
  * stopped and removed by the caller's cleanup.
  */
 import { type ChildProcess, spawn } from "node:child_process";
+import { spawnCliProcess, stopChild } from "../../src/node/devnet.js";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -70,43 +71,11 @@ export async function startLocalFarmer(
     "--deployment",
     devChainPaths(chainHome).deployment,
   ];
-  const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] });
-  let err = "";
-  child.stderr?.on("data", (d: Buffer) => {
-    err += d.toString();
-    if (err.length > 20_000) err = err.slice(-10_000);
-  });
-  const stop = async (): Promise<void> => {
-    if (child.exitCode !== null || child.signalCode !== null) return;
-    child.kill("SIGTERM");
-    const timer = setTimeout(() => child.kill("SIGKILL"), 3_000);
-    await exited(child);
-    clearTimeout(timer);
-  };
+  const proc = spawnCliProcess(args, "ready", { name: `farmer ${index}`, timeoutMs: 90_000 });
+  const child = proc.child;
+  const stop = (): Promise<void> => stopChild(child, 3_000);
   cleanups.push(stop);
-  const ready = await new Promise<{ peerId: string; addrs: string[]; wallet: string }>((resolve, reject) => {
-    let out = "";
-    const timer = setTimeout(() => reject(new Error(`farmer ${index} not ready within 90 s; stderr:\n${err}`)), 90_000);
-    child.stdout?.on("data", (d: Buffer) => {
-      out += d.toString();
-      for (const line of out.split("\n")) {
-        if (!line.startsWith("{")) continue;
-        try {
-          const event = JSON.parse(line) as { event?: string; peerId: string; addrs: string[]; wallet: string };
-          if (event.event === "ready") {
-            clearTimeout(timer);
-            resolve(event);
-          }
-        } catch {
-          // partial line
-        }
-      }
-    });
-    child.once("exit", (code) => {
-      clearTimeout(timer);
-      reject(new Error(`farmer ${index} exited with ${code} before ready; stderr:\n${err}`));
-    });
-  });
+  const ready = (await proc.ready) as { peerId: string; addrs: string[]; wallet: string };
   return {
     index,
     home,
