@@ -532,9 +532,7 @@ export class Renter {
               async (error: unknown) => {
                 if (stop.signal.aborted && good.size >= k) return;
                 lastError = error;
-                // Bad bytes caught here, or a farmer admitting its stored copy
-                // is damaged (STORE_CORRUPT): either way its data is corrupt.
-                const corrupt = isDstorError(error, "MERKLE_PROOF_INVALID", "INTEGRITY_MISMATCH", "STORE_CORRUPT");
+                const corrupt = isDstorError(error, "MERKLE_PROOF_INVALID", "INTEGRITY_MISMATCH");
                 if (corrupt) this.#log.warn("corrupt piece skipped", { farmer: address, segment: segment.index, piece: number });
                 else this.#log.debug("piece get failed", { farmer: address, segment: segment.index, piece: number, error });
                 if (!signal?.aborted) await this.#recordOutcome({ address, peerId: "", multiaddrs: [] }, { ok: false, corrupt });
