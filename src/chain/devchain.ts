@@ -187,7 +187,7 @@ async function keepTimeMonotonic(rpcUrl: string, logger: Logger): Promise<void> 
       logger.info("chain time restored ahead of the wall clock", { seconds: ahead });
     }
   } finally {
-    provider.destroy();
+    await provider.close();
   }
 }
 
@@ -212,7 +212,7 @@ async function ensureDeployed(
     logger.info("contracts deployed", { ...deployment, params: undefined });
     return { deployment, deployedNow: true };
   } finally {
-    provider.destroy();
+    await provider.close();
   }
 }
 
@@ -236,7 +236,7 @@ export async function fundDevAccount(
       await (await token.faucet(address, tokens)).wait();
     }
   } finally {
-    provider.destroy();
+    await provider.close();
   }
 }
 
@@ -274,6 +274,6 @@ export async function resolveChainEndpoint(init: ChainEndpointInit): Promise<{ r
     }
     return { rpcUrl, deployment };
   } finally {
-    provider.destroy();
+    await provider.close();
   }
 }

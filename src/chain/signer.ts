@@ -18,9 +18,57 @@ import {
 import { DstorError } from "../core/errors.js";
 import { BlockhashRandomnessAbi, DstorTokenAbi, MarketAbi, RegistryAbi } from "./generated/contracts.js";
 
+/** How long {@link DstorProvider.close} lets requests in flight finish. */
+const CLOSE_GRACE_MS = 5_000;
+
+/**
+ * A JSON-RPC provider that can be closed without leaving a rejected request
+ * behind. ethers' `destroy()` rejects every request still queued or in flight
+ * with "provider destroyed; cancelled request", and some of those nobody
+ * awaits: a transaction waiter keeps a per-block listener that checks
+ * confirmations (`eth_blockNumber`) and may fire once more after `wait()`
+ * resolved. In a CLI that rejection is unhandled and kills the process after
+ * its work succeeded (seen in the renter e2e test). `close()` stops every
+ * subscription, lets what is in flight finish (bounded), then destroys.
+ */
+export class DstorProvider extends JsonRpcProvider {
+  readonly #inFlight = new Set<Promise<unknown>>();
+  #closing: Promise<void> | undefined;
+
+  override send(method: string, params: Array<unknown> | Record<string, unknown>): Promise<unknown> {
+    const request = super.send(method, params);
+    const tracked = request.catch(() => {});
+    this.#inFlight.add(tracked);
+    void tracked.then(() => this.#inFlight.delete(tracked));
+    return request;
+  }
+
+  /** Stops subscriptions, waits up to `graceMs` for requests in flight, then destroys. Idempotent. */
+  close(graceMs = CLOSE_GRACE_MS): Promise<void> {
+    this.#closing ??= (async () => {
+      await this.removeAllListeners();
+      const deadline = Date.now() + graceMs;
+      // A finished request may start another (a listener's next step): drain until quiet.
+      while (this.#inFlight.size > 0 && Date.now() < deadline) {
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([
+          Promise.allSettled([...this.#inFlight]),
+          new Promise((resolve) => {
+            timer = setTimeout(resolve, Math.max(0, deadline - Date.now()));
+          }),
+        ]);
+        clearTimeout(timer);
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+      this.destroy();
+    })();
+    return this.#closing;
+  }
+}
+
 /** A JSON-RPC provider with the response cache disabled (see the module note). */
-export function createProvider(rpcUrl: string, options: { pollingIntervalMs?: number } = {}): JsonRpcProvider {
-  const provider = new JsonRpcProvider(rpcUrl, undefined, { cacheTimeout: -1, batchMaxCount: 1 });
+export function createProvider(rpcUrl: string, options: { pollingIntervalMs?: number } = {}): DstorProvider {
+  const provider = new DstorProvider(rpcUrl, undefined, { cacheTimeout: -1, batchMaxCount: 1 });
   provider.pollingInterval = options.pollingIntervalMs ?? 250;
   return provider;
 }

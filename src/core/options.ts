@@ -50,6 +50,7 @@ export const OPTIONS = [
   { name: "segment-size", type: "size", default: 8 * 1024 * 1024, help: "Plaintext bytes per segment, e.g. 8MiB." },
   { name: "storage", type: "string", help: "Directory where a farmer keeps pieces." },
   { name: "unconfirmed-ttl", type: "number", default: 3600, help: "Seconds a farmer keeps a piece not yet confirmed into a co-signed deal state." },
+  { name: "verify", type: "boolean", default: false, help: "`dstor stat`: fetch every stored piece and check it against its Merkle root, reporting corrupt, missing and unreachable pieces (reads the whole file's pieces)." },
 ] as const satisfies readonly OptionSpec[];
 
 /** Names of all options in the table. */

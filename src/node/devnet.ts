@@ -289,7 +289,7 @@ export async function startDevNet(init: DevNetInit): Promise<DevNet> {
     stop: () => {
       stopped ??= (async () => {
         await stopFarmers();
-        provider.destroy();
+        await provider.close();
         await chain?.stop();
       })();
       return stopped;

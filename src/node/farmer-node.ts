@@ -122,7 +122,7 @@ export async function startFarmerNode(init: FarmerNodeInit): Promise<FarmerNode>
     const serials = await openLevelSerialStore({ path: join(paths.root, "farmer-serials"), logger: log });
     cleanups.push(() => serials.close());
     const provider = createProvider(init.rpcUrl);
-    cleanups.push(async () => provider.destroy());
+    cleanups.push(() => provider.close());
     const signer = walletSigner(keys.wallet.privateKey, provider);
     const contracts = connectContracts(init.deployment, signer);
     const deals = new ChainDealChecker({ market: contracts.market, logger: log });

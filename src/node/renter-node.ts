@@ -156,7 +156,7 @@ export async function openRenterNode(init: RenterNodeInit): Promise<RenterNode> 
       deploymentPath: init.deployment,
     });
     const provider = createProvider(rpcUrl);
-    cleanups.push(async () => provider.destroy());
+    cleanups.push(() => provider.close());
     const signer = walletSigner(keys.wallet.privateKey, provider);
     const contracts = connectContracts(deployment, signer);
     const node: DstorLibp2p = await createDstorLibp2p({ privateKeySeed: keys.libp2pIdentitySeed, listen: [], allowPrivateAddresses: true });

@@ -66,6 +66,9 @@ export const SEGMENTS_IN_FLIGHT = 3;
  * remaining holders anyway.
  */
 export const EXTRA_DOWNLOADS = 1;
+
+/** Pieces `stat --verify` fetches at once. */
+const VERIFY_PARALLELISM = 8;
 /** How long a farmer list from the directory is reused, in ms. */
 const CANDIDATE_TTL_MS = 30_000;
 
@@ -123,6 +126,13 @@ export interface PieceStat {
   number: number;
   pieceId: string;
   farmer?: string | undefined;
+  /**
+   * With `stat --verify` only: what fetching the whole piece and checking it
+   * against its Merkle root found — `ok`, `corrupt` (bad bytes, or the farmer
+   * reports its copy damaged), `missing` (the farmer no longer has it) or
+   * `unreachable` (no answer, refused, timed out).
+   */
+  verified?: "ok" | "corrupt" | "missing" | "unreachable" | undefined;
 }
 
 /** What {@link Renter.stat} reports. */
@@ -130,6 +140,7 @@ export interface FileStat {
   path: string;
   record: InodeRecord;
   redundancy?: string;
+  /** `healthy`: pieces on farmers not disqualified; with `verify`, only pieces that verified. */
   segments: Array<{ index: number; plaintextLength: number; pieceSize: number; healthy: number; pieces: PieceStat[] }>;
   /** Lowest piece count of any segment vs. the strategy: `inline`, `healthy` (≥ optimal), `degraded` (> repair), `repair` (≥ k), `lost`. */
   health: "inline" | "healthy" | "degraded" | "repair" | "lost" | "directory";
@@ -777,21 +788,65 @@ export class Renter {
 
   // -------------------------------------------------------------------- stat
 
-  /** Segments, pieces, farmers and health of the file at `remotePath`. */
-  async stat(remotePath: string): Promise<FileStat> {
+  /**
+   * Segments, pieces, farmers and health of the file at `remotePath`. With
+   * `verify`, every stored piece is fetched whole and checked against its
+   * Merkle root (like `tahoe check --verify`): health then counts only pieces
+   * that verified, and each farmer's outcome goes into the renter's record
+   * (a corrupt piece weighs as in downloads).
+   */
+  async stat(remotePath: string, options: { verify?: boolean; signal?: AbortSignal | undefined } = {}): Promise<FileStat> {
     const path = normalizePath(remotePath);
     const record = await this.#c.metadata.lookup(path);
     if (record.type === "dir" || record.file === undefined) return { path, record, segments: [], health: "directory" };
     if (record.file.inline !== undefined) return { path, record, redundancy: record.file.redundancy, segments: [], health: "inline" };
     const strategy = parseRedundancyStrategy(record.file.redundancy);
     const farmers = await this.#records();
-    const segments = (await this.#c.metadata.segments(record.inode)).map((s) => {
-      const pieces = s.pieceIds.map((pieceId, number) => ({ number, pieceId, farmer: s.holders[number] }));
-      const healthy = pieces.filter((p) => p.farmer !== undefined && farmers.get(p.farmer)?.disqualified !== true).length;
+    const stored = await this.#c.metadata.segments(record.inode);
+    const verdicts = options.verify === true ? await this.#verifyPieces(stored, options.signal) : undefined;
+    const segments = stored.map((s) => {
+      const pieces: PieceStat[] = s.pieceIds.map((pieceId, number) => ({
+        number,
+        pieceId,
+        farmer: s.holders[number],
+        ...(verdicts === undefined || s.holders[number] === undefined ? {} : { verified: verdicts.get(`${s.index}/${number}`) }),
+      }));
+      const healthy = pieces.filter((p) => p.farmer !== undefined && farmers.get(p.farmer)?.disqualified !== true && (verdicts === undefined || p.verified === "ok")).length;
       return { index: s.index, plaintextLength: s.plaintextLength, pieceSize: s.pieceSize, healthy, pieces };
     });
     const min = segments.reduce((m, s) => Math.min(m, s.healthy), Number.POSITIVE_INFINITY);
     const health = min >= strategy.optimal ? "healthy" : min > strategy.repair ? "degraded" : min >= strategy.k ? "repair" : "lost";
     return { path, record, redundancy: record.file.redundancy, segments, health };
+  }
+
+  /** Fetches every stored piece of `segments` and checks it (see {@link stat}); keys are `segment/piece`. */
+  async #verifyPieces(segments: readonly SegmentMeta[], signal: AbortSignal | undefined): Promise<Map<string, NonNullable<PieceStat["verified"]>>> {
+    const jobs = segments.flatMap((segment) => Object.entries(segment.holders).map(([n, address]) => ({ segment, number: Number(n), address })));
+    const out = new Map<string, NonNullable<PieceStat["verified"]>>();
+    const never = new AbortController().signal;
+    const worker = async (): Promise<void> => {
+      for (let job = jobs.shift(); job !== undefined; job = jobs.shift()) {
+        throwIfAborted(signal);
+        const { segment, number, address } = job;
+        let verdict: NonNullable<PieceStat["verified"]>;
+        const began = performance.now();
+        try {
+          const { data } = await this.#getPiece(address, segment, number, undefined, signal ?? never);
+          verdict = data.byteLength === segment.pieceSize && bytesEqual(merkleRoot(data), fromHex(segment.pieceRoots[number]!)) ? "ok" : "corrupt";
+          if (verdict === "ok") await this.#recordOutcome({ address, peerId: "", multiaddrs: [] }, { ok: true, bytes: data.byteLength, ms: performance.now() - began });
+        } catch (error) {
+          if (signal?.aborted) throw abortReason(signal);
+          verdict = isDstorError(error, "MERKLE_PROOF_INVALID", "INTEGRITY_MISMATCH", "STORE_CORRUPT")
+            ? "corrupt"
+            : isDstorError(error, "PIECE_NOT_FOUND")
+              ? "missing"
+              : "unreachable";
+        }
+        if (verdict !== "ok") await this.#recordOutcome({ address, peerId: "", multiaddrs: [] }, { ok: false, corrupt: verdict === "corrupt" });
+        out.set(`${segment.index}/${number}`, verdict);
+      }
+    };
+    await Promise.all(Array.from({ length: VERIFY_PARALLELISM }, worker));
+    return out;
   }
 }

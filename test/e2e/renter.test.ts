@@ -115,6 +115,7 @@ test("renter end to end with real farmers", { timeout: 1_500_000 }, async (t) =>
 
   await t.test("a farmer returning corrupted bytes is detected and skipped", async () => {
     // Corrupt every piece on two farmers (on disk, behind the farmer's back).
+    const corrupted = new Set(farmers.slice(0, 2).map((x) => x.wallet.toLowerCase()));
     for (const farmer of farmers.slice(0, 2)) {
       for (const file of await pieceFiles(farmer.storage)) {
         const bytes = await readFile(file);
@@ -123,10 +124,33 @@ test("renter end to end with real farmers", { timeout: 1_500_000 }, async (t) =>
         await writeFile(file, bytes);
       }
     }
+    // A download needs only k of 8 pieces and may or may not ask the damaged
+    // farmers; it must come back identical either way.
     await rm(local("f-8388609"));
     const get = await dstor("get", "/f-8388609", local("f-8388609"));
     assert.equal(get.code, 0, get.stderr);
     assert.equal(sha(await readFile(local("f-8388609"))), files.get("f-8388609"));
+    // `stat --verify` fetches every piece: exactly the damaged farmers' pieces are corrupt.
+    const st = await dstor("stat", "/f-8388609", "--verify", "--json");
+    assert.equal(st.code, 0, st.stderr);
+    const report = JSON.parse(st.stdout) as { health: string; segments: Array<{ healthy: number; pieces: Array<{ farmer?: string; verified?: string }> }> };
+    let bad = 0;
+    for (const segment of report.segments) {
+      for (const piece of segment.pieces.filter((p) => p.farmer !== undefined)) {
+        assert.equal(piece.verified, corrupted.has(piece.farmer!) ? "corrupt" : "ok", `piece on ${piece.farmer}`);
+        if (piece.verified === "corrupt") bad++;
+      }
+      assert.equal(segment.healthy, segment.pieces.filter((p) => p.verified === "ok").length);
+    }
+    assert.ok(bad >= 1, "the damaged farmers hold pieces of this file");
+    const meta = await openMetadataDb({ dir: join(home, "renter", "meta") });
+    try {
+      const flagged = (await meta.farmers()).filter((r) => r.corrupt > 0).map((r) => r.address);
+      assert.ok(flagged.length >= 1, "the corrupt farmers were reported in the renter's records");
+      for (const address of flagged) assert.ok(corrupted.has(address), `${address} was not damaged but is recorded as corrupt`);
+    } finally {
+      await meta.close();
+    }
   });
 
   await t.test("rm deletes the pieces on the farmers", async () => {
@@ -165,9 +189,7 @@ test("renter end to end with real farmers", { timeout: 1_500_000 }, async (t) =>
     assert.match(put.stderr, /not enough farmers: need 8, found 4/);
     const meta = await openMetadataDb({ dir: join(home, "renter", "meta") });
     try {
-      await assert.rejects(meta.lookup("/nope"));
-      const corrupt = (await meta.farmers()).filter((r) => r.corrupt > 0);
-      assert.ok(corrupt.length >= 1, "the corrupt farmers were reported in the renter's records");
+      await assert.rejects(meta.lookup("/nope"), /no such file/i);
     } finally {
       await meta.close();
     }
