@@ -18,7 +18,7 @@
 import { freeLoopbackPort } from "../../src/core/net.js";
 import { randomBytes } from "node:crypto";
 import { createReadStream } from "node:fs";
-import { mkdir, open, rm, writeFile } from "node:fs/promises";
+import { mkdir, open, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { startDevChain } from "../../src/chain/devchain.js";
 import { MIB } from "../../src/core/units.js";
@@ -46,6 +46,37 @@ async function writeAndSync(path: string, chunks: AsyncIterable<Uint8Array> | It
     await handle.close();
   }
   return bytes;
+}
+
+/** CPU seconds (user + system) a process has used so far, from /proc (0 when it is gone). */
+async function cpuSecondsOf(pid: number): Promise<number> {
+  try {
+    // Fields after the ")" that ends the command name: utime is the 12th, stime the 13th (in clock ticks).
+    const fields = (await readFile(`/proc/${pid}/stat`, "utf8")).split(")").pop()!.trim().split(/\s+/);
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return 0;
+  }
+}
+
+/**
+ * CPU used per MB of user data by the renter (this process), the farmers and
+ * the chain: unlike MB/s this barely depends on what else the shared machine
+ * runs, and it says how far a 2-core machine can go (2 / cpuSecondsPerMB).
+ */
+async function cpuMeter(pids: { farmers: number[]; chain: number }): Promise<() => Promise<Record<string, number>>> {
+  const farmers = async (): Promise<number> => (await Promise.all(pids.farmers.map(cpuSecondsOf))).reduce((a, b) => a + b, 0);
+  const renter0 = process.cpuUsage();
+  const [farmers0, chain0] = [await farmers(), await cpuSecondsOf(pids.chain)];
+  return async () => {
+    const r = process.cpuUsage(renter0);
+    const mb = FILE_BYTES / 1e6;
+    return {
+      renterCpuSecondsPerMB: round((r.user + r.system) / 1e6 / mb, 4),
+      farmersCpuSecondsPerMB: round(((await farmers()) - farmers0) / mb, 4),
+      chainCpuSecondsPerMB: round(((await cpuSecondsOf(pids.chain)) - chain0) / mb, 4),
+    };
+  };
 }
 
 async function main(): Promise<void> {
@@ -85,19 +116,22 @@ async function main(): Promise<void> {
     // Warm-up: open the ten deals and the connections outside the timed runs.
     await node.renter.put("/warmup", [new Uint8Array(randomBytes(8 * MIB))]);
 
+    const pids = { farmers: farmers.map((f) => f.child.pid ?? -1), chain: chain.pid };
+    let cpu = await cpuMeter(pids);
     t0 = performance.now();
     await node.renter.put("/bench", createReadStream(source, { highWaterMark: 4 * MIB }));
     const upMs = performance.now() - t0;
     const up = mbps(FILE_BYTES, upMs);
-    emit({ name: "upload", MBps: round(up, 1), ratioToBaseline: round(up / disk, 3), bytes: FILE_BYTES, farmers: FARMERS, strategy: "4/6/8/10" });
+    emit({ name: "upload", MBps: round(up, 1), ratioToBaseline: round(up / disk, 3), bytes: FILE_BYTES, farmers: FARMERS, strategy: "4/6/8/10", ...(await cpu()) });
 
     const target = join(root, "download.bin");
+    cpu = await cpuMeter(pids);
     t0 = performance.now();
     const got = await writeAndSync(target, node.renter.read("/bench"));
     const downMs = performance.now() - t0;
     if (got !== FILE_BYTES) throw new Error(`downloaded ${got} bytes, expected ${FILE_BYTES}`);
     const down = mbps(FILE_BYTES, downMs);
-    emit({ name: "download", MBps: round(down, 1), ratioToBaseline: round(down / disk, 3), bytes: FILE_BYTES, farmers: FARMERS, strategy: "4/6/8/10" });
+    emit({ name: "download", MBps: round(down, 1), ratioToBaseline: round(down / disk, 3), bytes: FILE_BYTES, farmers: FARMERS, strategy: "4/6/8/10", ...(await cpu()) });
   } finally {
     for (const fn of cleanups.reverse()) await fn().catch(() => {});
     await removeRoot(root);

@@ -16,6 +16,8 @@ export const RENTER_OPTIONS: readonly OptionName[] = [
   "deployment",
   "port",
   "farmers",
+  "bootstrap",
+  "dht",
   "redundancy",
   "segment-size",
   "same-subnet-ok",
@@ -30,6 +32,8 @@ export interface RenterArgs {
   deployment?: string;
   port: number;
   farmers?: string[];
+  bootstrap?: string[];
+  dht: boolean;
   redundancy: string;
   "segment-size": number;
   "same-subnet-ok": boolean;
@@ -51,6 +55,8 @@ export function openRenterFromArgs(args: RenterArgs, offline = false): Promise<R
     deployment: args.deployment,
     port: args.port,
     farmers: args.farmers ?? [],
+    bootstrap: args.bootstrap ?? [],
+    dht: args.dht,
     redundancy: args.redundancy,
     segmentSize: args["segment-size"],
     policy: {

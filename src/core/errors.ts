@@ -48,6 +48,7 @@ export type DstorErrorCode =
   | "CHAIN_CALL_FAILED"
   | "CHAIN_NOT_DEPLOYED"
   // renter / metadata
+  | "FARMER_UNREACHABLE"
   | "NOT_ENOUGH_FARMERS"
   | "NO_SUCH_FILE"
   | "FILE_EXISTS"

@@ -321,7 +321,7 @@ export class FarmerClient {
     } catch (error) {
       if (error instanceof DstorError) throw error;
       if (signal.aborted) throw abortError(signal, protocol, timeoutMs);
-      throw new DstorError("ABORTED", `could not open ${protocol} to ${targetName(target)}: ${(error as Error).message}`, { cause: error });
+      throw new DstorError("FARMER_UNREACHABLE", `could not open ${protocol} to ${targetName(target)}: ${(error as Error).message}`, { cause: error });
     }
     const reader = new FrameReader(stream as ByteSource);
     try {

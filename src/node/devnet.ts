@@ -23,7 +23,7 @@ import { spawnTied } from "../core/child.js";
 import { DstorError } from "../core/errors.js";
 import { type Logger, silentLogger } from "../core/logging.js";
 
-/** TCP port every local farmer listens on (each on its own 127.0.N.1). */
+/** Default TCP port every local farmer listens on (each on its own 127.0.N.1). */
 export const DEVNET_FARMER_PORT = 7001;
 /** Longest wait for a farmer to register and say it is ready. */
 const FARMER_START_TIMEOUT_MS = 120_000;
@@ -42,6 +42,8 @@ export interface DevNetInit extends AbortOptions {
   chainRpc?: string | undefined;
   /** Quota of each farmer, bytes. */
   farmerQuotaBytes: number;
+  /** TCP port of the farmers (default {@link DEVNET_FARMER_PORT}). */
+  farmerPort?: number | undefined;
   /** Price of farmer N is this × (1 + N/20), so prices differ a little. */
   priceTbMonth: number;
   logger?: Logger;
@@ -188,7 +190,7 @@ export async function startDevNet(init: DevNetInit): Promise<DevNet> {
     const farmer: DevNetFarmer = {
       index,
       home: join(home, "farmers", `f${String(index).padStart(2, "0")}`),
-      listen: `/ip4/127.0.${index}.1/tcp/${DEVNET_FARMER_PORT}`,
+      listen: `/ip4/127.0.${index}.1/tcp/${init.farmerPort ?? DEVNET_FARMER_PORT}`,
       up: false,
     };
     farmers.push(farmer);

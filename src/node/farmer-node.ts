@@ -27,6 +27,8 @@ import { createFsPieceStore } from "../farmer/store/fs-store.js";
 import { MAX_CONCURRENT_STREAMS_PER_PEER } from "../protocol/limits.js";
 import { type DstorProtocolId, PIECE_PUT_PROTOCOL } from "../protocol/protocols.js";
 import { openLevelSerialStore } from "../protocol/serials.js";
+import { createFarmerDirectory } from "../renter/directory.js";
+import { announceFarmer } from "./discovery.js";
 import { homePaths, initHome } from "./home.js";
 import { createDstorLibp2p, type DstorLibp2p, type Libp2pEncryption, privateKeyFromSeed } from "./libp2p.js";
 
@@ -52,6 +54,10 @@ export interface FarmerNodeInit {
   listen: string[];
   /** Addresses to announce instead of the listen addresses. */
   announce?: string[];
+  /** `--bootstrap`: extra peers to join the DHT through (registered farmers are used too). */
+  bootstrap?: readonly string[];
+  /** `--dht` (default true): announce this farmer on the DHT. */
+  dht?: boolean;
   /** Chain endpoint and the contracts on it. */
   rpcUrl: string;
   deployment: Deployment;
@@ -194,6 +200,17 @@ export async function startFarmerNode(init: FarmerNodeInit): Promise<FarmerNode>
       });
     }
     service.start();
+    if (init.dht !== false) {
+      const registered = createFarmerDirectory({
+        registry: contracts.registry,
+        bindingMessage: (address) => peerBindingMessage(chainId, init.deployment.registry, address),
+        logger: log.child("directory"),
+      });
+      const stopAnnouncing = announceFarmer(node, async () => [...(init.bootstrap ?? []), ...(await registered.list()).flatMap((c) => c.multiaddrs)], {
+        logger: log.child("discovery"),
+      });
+      cleanups.push(stopAnnouncing);
+    }
     let stopping: Promise<void> | undefined;
     return {
       peerId,

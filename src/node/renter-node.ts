@@ -15,7 +15,7 @@ import { connectContracts } from "../chain/contracts.js";
 import { fundDevAccount, resolveChainEndpoint } from "../chain/devchain.js";
 import { peerBindingMessage } from "../chain/proofs.js";
 import { createProvider, walletSigner } from "../chain/signer.js";
-import { DstorError } from "../core/errors.js";
+import { DstorError, isDstorError } from "../core/errors.js";
 import { type Logger, silentLogger } from "../core/logging.js";
 import { deriveKeys } from "../crypto/keys.js";
 import type { KernelChoice } from "../erasure/index.js";
@@ -28,6 +28,7 @@ import { createOrderAuthority } from "../renter/orders.js";
 import { Renter } from "../renter/renter.js";
 import type { SelectionPolicy } from "../renter/selection.js";
 import type { DealProvider, FarmerDirectory, FarmerRef, PieceTransport } from "../renter/types.js";
+import { findFarmersOnDht, findPeerOnDht } from "./discovery.js";
 import { homePaths, loadPhrase } from "./home.js";
 import { createDstorLibp2p, type DstorLibp2p } from "./libp2p.js";
 
@@ -45,6 +46,10 @@ export interface RenterNodeInit {
   port?: number | undefined;
   /** `--farmers`. */
   farmers?: readonly string[] | undefined;
+  /** `--bootstrap`: extra peers to join the DHT through. */
+  bootstrap?: readonly string[] | undefined;
+  /** `--dht` (default true): discover farmers and find moved ones on the DHT. */
+  dht?: boolean | undefined;
   redundancy?: string;
   segmentSize?: number;
   policy?: SelectionPolicy;
@@ -61,41 +66,77 @@ export interface RenterNode {
   stop(): Promise<void>;
 }
 
-/** The libp2p FarmerClient as the renter's {@link PieceTransport}. */
-export function farmerClientTransport(client: FarmerClient): PieceTransport {
+/** Options of {@link farmerClientTransport}. */
+export interface FarmerTransportInit {
+  /**
+   * Current addresses of a peer (the DHT's `findPeer`), asked when a farmer
+   * cannot be reached at the addresses we know: it may have moved.
+   */
+  findPeer?: (peerId: string, options: { signal?: AbortSignal | undefined }) => Promise<string[]>;
+  logger?: Logger;
+}
+
+/**
+ * The libp2p FarmerClient as the renter's {@link PieceTransport}. A farmer
+ * that cannot be dialled at its known address is looked up by peer id (see
+ * {@link FarmerTransportInit.findPeer}) and, if it has moved, asked there;
+ * its new addresses are remembered for this process's later calls.
+ */
+export function farmerClientTransport(client: FarmerClient, init: FarmerTransportInit = {}): PieceTransport {
+  const log = init.logger ?? silentLogger("dstor:renter:transport");
+  const moved = new Map<string, string>();
   const target = (farmer: FarmerRef): string => {
+    const fresh = moved.get(farmer.peerId);
+    if (fresh !== undefined) return fresh;
     const ma = farmer.multiaddrs[0];
     if (ma === undefined) throw new DstorError("NOT_ENOUGH_FARMERS", `no address is known for farmer ${farmer.address}`);
     return withPeer(ma, farmer.peerId);
   };
+  const call = async <T>(farmer: FarmerRef, signal: AbortSignal | undefined, fn: (at: string) => Promise<T>): Promise<T> => {
+    const first = target(farmer);
+    try {
+      return await fn(first);
+    } catch (error) {
+      if (!isDstorError(error, "FARMER_UNREACHABLE") || init.findPeer === undefined || farmer.peerId === "" || signal?.aborted) throw error;
+      const found = (await init.findPeer(farmer.peerId, { signal })).map((m) => withPeer(m, farmer.peerId)).filter((m) => m !== first);
+      if (found.length === 0) throw error;
+      log.info("farmer moved; found its new address on the DHT", { farmer: farmer.address, from: first, to: found[0] });
+      moved.set(farmer.peerId, found[0]!);
+      return fn(found[0]!);
+    }
+  };
   return {
     async put(farmer, request, options = {}) {
-      await client.put(
-        target(farmer),
-        { order: request.order.order, signature: request.order.signature, pieceId: request.pieceId, size: request.data.byteLength, root: request.root },
-        request.data,
-        options,
+      await call(farmer, options.signal, (at) =>
+        client.put(
+          at,
+          { order: request.order.order, signature: request.order.signature, pieceId: request.pieceId, size: request.data.byteLength, root: request.root },
+          request.data,
+          options,
+        ),
       );
     },
     async get(farmer, request, options = {}) {
       // FarmerClient verifies the bytes against request.root with the farmer's multiproof.
-      const result = await client.get(
-        target(farmer),
-        {
-          order: request.order.order,
-          signature: request.order.signature,
-          pieceId: request.pieceId,
-          root: request.root,
-          size: request.size,
-          ...(request.offset === undefined ? {} : { offset: request.offset }),
-          ...(request.length === undefined ? {} : { length: request.length }),
-        },
-        options,
+      const result = await call(farmer, options.signal, (at) =>
+        client.get(
+          at,
+          {
+            order: request.order.order,
+            signature: request.order.signature,
+            pieceId: request.pieceId,
+            root: request.root,
+            size: request.size,
+            ...(request.offset === undefined ? {} : { offset: request.offset }),
+            ...(request.length === undefined ? {} : { length: request.length }),
+          },
+          options,
+        ),
       );
       return { data: result.data };
     },
     async delete(farmer, request, options = {}) {
-      await client.delete(target(farmer), { order: request.order.order, signature: request.order.signature, pieceId: request.pieceId }, options);
+      await call(farmer, options.signal, (at) => client.delete(at, { order: request.order.order, signature: request.order.signature, pieceId: request.pieceId }, options));
     },
     async info(multiaddrs, options = {}) {
       const ma = multiaddrs[0];
@@ -164,12 +205,23 @@ export async function openRenterNode(init: RenterNodeInit): Promise<RenterNode> 
       await node.stop();
     });
     const client = new FarmerClient({ node });
-    const transport = farmerClientTransport(client);
+    // Bootstrap peers for DHT lookups: --bootstrap, --farmers, and every farmer this renter has used.
+    const bootstrap = async (): Promise<string[]> => [
+      ...(init.bootstrap ?? []),
+      ...(init.farmers ?? []),
+      ...(await metadata.farmers()).flatMap((r) => r.multiaddrs.map((m) => withPeer(m, r.peerId))),
+    ];
+    const useDht = init.dht !== false;
+    const transport = farmerClientTransport(client, {
+      ...(useDht ? { findPeer: async (peerId: string, options: { signal?: AbortSignal | undefined }) => findPeerOnDht(node, peerId, await bootstrap(), { ...options, logger: log.child("discovery") }) } : {}),
+      logger: log.child("transport"),
+    });
     const directory = createFarmerDirectory({
       registry: contracts.registry,
       bindingMessage: (wallet) => peerBindingMessage(deployment.chainId, deployment.registry, wallet),
       static: init.farmers ?? [],
       transport,
+      ...(useDht ? { dht: async (known: readonly string[], options: { signal?: AbortSignal }) => findFarmersOnDht(node, [...known, ...(await bootstrap())], { signal: options.signal, logger: log.child("discovery") }) } : {}),
       logger: log.child("directory"),
     });
     const deals = new ChainDeals({

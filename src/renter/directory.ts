@@ -72,6 +72,14 @@ export interface FarmerDirectoryInit {
   /** `--farmers`: multiaddrs to ask directly. */
   static?: readonly string[];
   transport?: Pick<PieceTransport, "info">;
+  /**
+   * Farmers announced on the DHT (see src/node/discovery.ts), asked with the
+   * addresses found so far as bootstrap. Peers the registry also lists get
+   * the DHT's (current) addresses first; others are asked for their info and,
+   * when a registry is configured, used only if it lists them as active with
+   * the same peer id.
+   */
+  dht?: (bootstrap: readonly string[], options: AbortOptions) => Promise<Array<{ peerId: string; multiaddrs: string[] }>>;
   logger?: Logger;
 }
 
@@ -132,7 +140,61 @@ export function createFarmerDirectory(init: FarmerDirectoryInit): FarmerDirector
           }),
         );
       }
+      if (init.dht !== undefined) await mergeDhtFarmers(init, byAddress, options, log);
       return [...byAddress.values()];
     },
   };
+}
+
+/** Adds what the DHT knows to `byAddress` (see {@link FarmerDirectoryInit.dht}). */
+async function mergeDhtFarmers(init: FarmerDirectoryInit, byAddress: Map<string, FarmerCandidate>, options: AbortOptions, log: Logger): Promise<void> {
+  const bootstrap = [...[...byAddress.values()].flatMap((c) => c.multiaddrs), ...(init.static ?? [])];
+  let found: Array<{ peerId: string; multiaddrs: string[] }>;
+  try {
+    found = await init.dht!(bootstrap, options);
+  } catch (error) {
+    log.warn("DHT discovery failed; using the registry and --farmers only", { error: String(error) });
+    return;
+  }
+  const byPeer = new Map([...byAddress.values()].map((c) => [c.peerId, c]));
+  await Promise.all(
+    found.map(async ({ peerId, multiaddrs }) => {
+      const addrs = multiaddrs.map((m) => withPeer(m, peerId));
+      if (addrs.length === 0) return;
+      const known = byPeer.get(peerId);
+      if (known !== undefined) {
+        byAddress.set(known.address, { ...known, multiaddrs: [...new Set([...addrs, ...known.multiaddrs])] });
+        return;
+      }
+      const info = init.transport?.info;
+      if (info === undefined) return;
+      try {
+        const about = await info.call(init.transport, addrs, options);
+        const address = about.address.toLowerCase();
+        if (about.peerId !== peerId || byAddress.has(address)) return;
+        let chain = { successes: 0, failures: 0 };
+        if (init.registry !== undefined) {
+          const record = await init.registry.farmerInfo(address);
+          const bound = peerIdString(bytesOf(record.peerId)) === peerId;
+          if (record.status !== STATUS_ACTIVE || !bound) {
+            log.debug("ignoring a DHT farmer the registry does not list as active with that peer id", { farmer: address, peerId });
+            return;
+          }
+          chain = { successes: Number(record.successes), failures: Number(record.failures) };
+        }
+        byAddress.set(address, {
+          address,
+          peerId,
+          multiaddrs: addrs,
+          priceTbMonth: about.priceTbMonth,
+          freeBytes: about.freeBytes,
+          chainSuccesses: chain.successes,
+          chainFailures: chain.failures,
+          disqualified: false,
+        });
+      } catch (error) {
+        log.debug("a farmer found on the DHT did not answer", { peerId, error: String(error) });
+      }
+    }),
+  );
 }

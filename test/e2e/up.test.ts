@@ -46,7 +46,8 @@ function startUp(
   port: number,
   extra: readonly string[] = ["--farmer-count", "3", "--no-renter"],
 ): { child: ChildProcess; lines: StatusLine[]; next: (pred: (l: StatusLine) => boolean) => Promise<StatusLine> } {
-  const child = spawn(process.execPath, [MAIN, "up", "--home", home, "--port", String(port), "--json", ...extra], {
+  // The farmers' port follows the chain's so that tests (and other `dstor up`s) on one machine do not collide.
+  const child = spawn(process.execPath, [MAIN, "up", "--home", home, "--port", String(port), "--farmer-port", String(port + 1), "--json", ...extra], {
     stdio: ["ignore", "pipe", "pipe"],
   });
   const lines: StatusLine[] = [];

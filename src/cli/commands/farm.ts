@@ -22,6 +22,8 @@ interface FarmArgs {
   quota: number;
   "price-tb-month": number;
   listen: string[];
+  bootstrap?: string[];
+  dht: boolean;
   "chain-rpc"?: string;
   deployment?: string;
   port: number;
@@ -35,7 +37,7 @@ export const farmCommand: CommandModule<object, FarmArgs> = {
   command: "farm",
   describe: "Offer disk space as a farmer: serve pieces over libp2p and register on-chain, until interrupted",
   builder: (yargs) =>
-    addOptions(yargs, ["home", "storage", "quota", "price-tb-month", "listen", "chain-rpc", "deployment", "port", "unconfirmed-ttl", "json"]).option(
+    addOptions(yargs, ["home", "storage", "quota", "price-tb-month", "listen", "bootstrap", "dht", "chain-rpc", "deployment", "port", "unconfirmed-ttl", "json"]).option(
       "phrase-file",
       { type: "string", describe: "Create the home with the phrase in this file (first run only) instead of a new one" },
     ) as never,
@@ -57,6 +59,8 @@ export const farmCommand: CommandModule<object, FarmArgs> = {
       quotaBytes: args.quota,
       priceTbMonth: args["price-tb-month"],
       listen: args.listen,
+      bootstrap: args.bootstrap ?? [],
+      dht: args.dht,
       rpcUrl,
       deployment,
       unconfirmedPieceTtlMs: ttlMs,

@@ -17,6 +17,7 @@ import { initHome } from "../../node/home.js";
 interface UpArgs {
   home: string;
   "farmer-count": number;
+  "farmer-port": number;
   port: number;
   "block-time": number;
   "chain-rpc"?: string;
@@ -65,7 +66,7 @@ export const upCommand: CommandModule<object, UpArgs> = {
   command: "up",
   describe: "Run everything locally: the chain, farmers on 127.0.N.1, and the renter; with a live status screen",
   builder: (yargs) =>
-    addOptions(yargs, ["home", "farmer-count", "port", "block-time", "chain-rpc", "quota", "price-tb-month", "renter", "mount", "json"]) as never,
+    addOptions(yargs, ["home", "farmer-count", "farmer-port", "port", "block-time", "chain-rpc", "quota", "price-tb-month", "renter", "mount", "json"]) as never,
   handler: async (args) => {
     const logger = createLogger("dstor:up");
     const notes: string[] = [];
@@ -95,6 +96,7 @@ export const upCommand: CommandModule<object, UpArgs> = {
       blockTimeSeconds: args["block-time"],
       chainRpc: args["chain-rpc"],
       farmerQuotaBytes: args.quota,
+      farmerPort: args["farmer-port"],
       priceTbMonth: args["price-tb-month"],
       logger,
       signal: stopController.signal,
