@@ -411,6 +411,7 @@ done:
 }
 
 napi_status dstor_aead_register(napi_env env, napi_value exports);
+napi_status dstor_ecrecover_register(napi_env env, napi_value exports);
 
 NAPI_MODULE_INIT() {
   dstor_gf_init();
@@ -435,7 +436,7 @@ NAPI_MODULE_INIT() {
       return NULL;
     }
   }
-  if (dstor_aead_register(env, exports) != napi_ok) {
+  if (dstor_aead_register(env, exports) != napi_ok || dstor_ecrecover_register(env, exports) != napi_ok) {
     throw_last_error(env);
     return NULL;
   }

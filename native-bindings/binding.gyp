@@ -37,7 +37,7 @@
     },
     {
       "target_name": "dstor_native",
-      "sources": ["addon.c", "cpu.c", "gf_tables.c", "gf_scalar.c", "sha256_scalar.c", "merkle.c", "aead_gcm.c"],
+      "sources": ["addon.c", "cpu.c", "gf_tables.c", "gf_scalar.c", "sha256_scalar.c", "merkle.c", "aead_gcm.c", "ecrecover.c"],
       "dependencies": ["dstor_gf_ssse3", "dstor_gf_avx2", "dstor_gf_gfni", "dstor_sha256_shani"]
     }
   ]

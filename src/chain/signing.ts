@@ -4,7 +4,8 @@
  * deal state binds deal id, term and version — so no signature replays across
  * chains, markets, deals, terms or versions.
  */
-import { type Signer, type TypedDataDomain, TypedDataEncoder, hexlify, verifyTypedData } from "ethers";
+import { type Signer, type TypedDataDomain, TypedDataEncoder, hexlify } from "ethers";
+import { recoverTypedDataAddress } from "../crypto/ecrecover.js";
 
 /** EIP-712 types of a deal state (must match Market.DEAL_STATE_TYPEHASH). */
 export const DEAL_STATE_TYPES = {
@@ -60,7 +61,7 @@ export function signDealState(signer: Signer, domain: TypedDataDomain, state: De
 
 /** The address that signed `state`, for checking a counterparty's signature off-chain. */
 export function recoverDealStateSigner(domain: TypedDataDomain, state: DealStateMessage, signature: string): string {
-  return verifyTypedData(domain, DEAL_STATE_TYPES, normalize(state), signature);
+  return recoverTypedDataAddress(domain, DEAL_STATE_TYPES, normalize(state), signature);
 }
 
 /** The EIP-712 digest of a deal state (equals Market.dealStateDigest). */
@@ -75,5 +76,5 @@ export function signEgressVoucher(signer: Signer, domain: TypedDataDomain, vouch
 
 /** The address that signed an egress voucher. */
 export function recoverVoucherSigner(domain: TypedDataDomain, voucher: EgressVoucherMessage, signature: string): string {
-  return verifyTypedData(domain, EGRESS_VOUCHER_TYPES, { ...voucher }, signature);
+  return recoverTypedDataAddress(domain, EGRESS_VOUCHER_TYPES, { ...voucher }, signature);
 }

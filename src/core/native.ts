@@ -83,6 +83,12 @@ export interface NativeBindings {
    * `32 * pieces.length`. Nothing is written when an argument is invalid.
    */
   merkleRoots(pieces: readonly Uint8Array[], out: Uint8Array): void;
+  /**
+   * secp256k1 public-key recovery: the 64-byte uncompressed key X ‖ Y that
+   * signed the 32-byte `hash` with (`r`, `s`, recovery bit `bit`), or null
+   * when none exists (r or s outside [1, n−1], r not on the curve).
+   */
+  ecrecover(hash: Uint8Array, r: Uint8Array, s: Uint8Array, bit: number): Uint8Array | null;
 }
 
 const REQUIRED_FUNCTIONS: readonly (keyof NativeBindings)[] = [
@@ -93,6 +99,7 @@ const REQUIRED_FUNCTIONS: readonly (keyof NativeBindings)[] = [
   "merkleLeafHashes",
   "merkleRoot",
   "merkleRoots",
+  "ecrecover",
 ];
 
 // The outcome of the one real load attempt; the addon can only be loaded

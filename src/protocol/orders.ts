@@ -21,7 +21,8 @@
  * pass and a refused order does not burn its serial.
  */
 import { randomBytes } from "node:crypto";
-import { getAddress, type TypedDataDomain, TypedDataEncoder, type TypedDataField, verifyTypedData } from "ethers";
+import { getAddress, type TypedDataDomain, TypedDataEncoder, type TypedDataField } from "ethers";
+import { recoverTypedDataAddress } from "../crypto/ecrecover.js";
 import type { AbortOptions } from "../core/abort.js";
 import { DstorError } from "../core/errors.js";
 import { MAX_ORDER_TTL_SECONDS } from "./limits.js";
@@ -319,7 +320,7 @@ export async function verifyOrder(input: SignedOrder, ctx: VerifyOrderContext): 
   try {
     checkOrder(order);
     parseOrderSignature(input.signature);
-    recovered = verifyTypedData(orderDomain(order.chainId), { Order: [...ORDER_TYPES.Order!] }, typedValue(order), input.signature).toLowerCase();
+    recovered = recoverTypedDataAddress(orderDomain(order.chainId), { Order: [...ORDER_TYPES.Order!] }, typedValue(order), input.signature).toLowerCase();
   } catch (error) {
     throw new DstorError("ORDER_BAD_SIGNATURE", "the order's signature is malformed; the renter must sign the order again", { cause: error });
   }
