@@ -12,8 +12,9 @@
  *   speak noise still connect;
  * - multiplexing: yamux with a large per-stream window, so one piece transfer
  *   is not throttled by window updates on a fast link;
- * - identify, ping, and kad-dht (peer routing; farmers are found on-chain, the
- *   DHT only maps peer ids to current addresses).
+ * - identify, ping, and kad-dht: farmers announce themselves as providers of
+ *   one key and the DHT maps peer ids to current addresses (src/node/discovery.ts);
+ *   the on-chain registry stays the authority on who is a farmer.
  *
  * Limits are set deliberately rather than left to library defaults: a farmer
  * serves many renters but each renter needs only a handful of streams, so
