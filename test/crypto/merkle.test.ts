@@ -201,6 +201,34 @@ describe("single-leaf proofs", () => {
 });
 
 describe("multiproofs", () => {
+  it("give the same verdicts on the native and the portable path (fast-check)", () => {
+    const portable = <T>(fn: () => T): T => {
+      const before = process.env.DSTOR_NO_NATIVE;
+      process.env.DSTOR_NO_NATIVE = "1";
+      try {
+        return fn();
+      } finally {
+        if (before === undefined) delete process.env.DSTOR_NO_NATIVE;
+        else process.env.DSTOR_NO_NATIVE = before;
+      }
+    };
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: 40 * LEAF_SIZE_BYTES }), fc.nat(), fc.nat(), fc.nat(), fc.boolean(), (size, a, b, pick, tamper) => {
+        const data = new Uint8Array(randomBytes(size));
+        const tree = buildMerkleTree(data);
+        const n = tree.leafCount;
+        const start = a % n;
+        const end = start + 1 + (b % (n - start));
+        const proof = merkleMultiproof(tree, start, end);
+        const bytes = rangeBytes(data, start, end).slice();
+        if (tamper && bytes.length > 0) bytes[pick % bytes.length]! ^= 1;
+        const fast = verifyMerkleMultiproof(tree.root, n, start, bytes, proof);
+        assert.equal(portable(() => verifyMerkleMultiproof(tree.root, n, start, bytes, proof)), fast);
+        assert.equal(fast, !(tamper && bytes.length > 0));
+      }),
+    );
+  });
+
   it("verify for random ranges and fail on tamper (fast-check)", () => {
     fc.assert(
       fc.property(fc.integer({ min: 0, max: 70 * LEAF_SIZE_BYTES }), fc.nat(), fc.nat(), fc.nat(), (size, a, b, pick) => {
