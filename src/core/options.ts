@@ -39,7 +39,8 @@ export const OPTIONS = [
   { name: "json", type: "boolean", default: false, help: "Print machine-readable JSON instead of text." },
   { name: "listen", type: "list", default: ["/ip4/127.0.0.1/tcp/0"], help: "libp2p listen multiaddrs, comma-separated." },
   { name: "max-price-tb-month", type: "number", help: "Highest farmer price a renter accepts, in tokens per TB-month (default: any)." },
-  { name: "mount", type: "string", default: "./drive", help: "Where `dstor up` mounts the drive." },
+  { name: "mount", type: "string", default: "./drive", help: "Where to mount the drive: `dstor up` always mounts it (default ./drive); `dstor recover` mounts it there after recovering, if given." },
+  { name: "phrase-file", type: "string", help: "Read the 24-word phrase from this file ('-' for standard input) instead of making a new one (`init`) or asking for it (`recover`)." },
   { name: "port", type: "number", default: 8545, help: "TCP port of the embedded dev chain's JSON-RPC endpoint on 127.0.0.1." },
   { name: "price-tb-month", type: "number", default: 1.5, help: "Farmer's price in tokens per TB (10^12 bytes) per 30-day month." },
   { name: "quota", type: "size", default: 10 * 1000 ** 3, help: "Disk space a farmer offers, e.g. 500GB." },
@@ -48,6 +49,7 @@ export const OPTIONS = [
   { name: "renter", type: "boolean", default: true, help: "Whether `dstor up` runs the renter (`--no-renter`: only the chain and the farmers)." },
   { name: "same-subnet-ok", type: "boolean", default: false, help: "Allow several pieces of one segment on farmers in the same /24 subnet (local test networks only)." },
   { name: "segment-size", type: "size", default: 8 * 1024 * 1024, help: "Plaintext bytes per segment, e.g. 8MiB." },
+  { name: "snapshot-delay", type: "number", default: 10, help: "Seconds of quiet after the last change to the mounted drive's tree before it stores a metadata snapshot in the network (it also stores one when unmounted; one-shot commands such as put only note the change for the drive)." },
   { name: "storage", type: "string", help: "Directory where a farmer keeps pieces." },
   { name: "unconfirmed-ttl", type: "number", default: 3600, help: "Seconds a farmer keeps a piece not yet confirmed into a co-signed deal state." },
 ] as const satisfies readonly OptionSpec[];

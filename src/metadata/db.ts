@@ -419,14 +419,16 @@ export class MetadataDb {
   }
 
   /**
-   * Replaces a fresh database (nothing but the root directory) with
-   * `entries`, in one batch. `FILE_EXISTS` when the database already holds
-   * files, directories or farmers: recovering over live metadata would lose it.
+   * Replaces a fresh database (nothing but the root directory, and farmer
+   * records — the transfers that fetched the snapshot score farmers) with
+   * `entries`, in one batch; records of the same key are overwritten.
+   * `FILE_EXISTS` when the database already holds files, directories or
+   * pieces: recovering over live metadata would lose it.
    */
   importEntries(entries: ReadonlyArray<readonly [string, unknown]>): Promise<void> {
     return this.#write(async () => {
       for await (const key of this.#db.keys()) {
-        if (key !== inodeKey(ROOT_INODE) && key !== "m/next") {
+        if (key !== inodeKey(ROOT_INODE) && key !== "m/next" && !key.startsWith("f/")) {
           throw new DstorError("FILE_EXISTS", `the renter metadata in ${this.dir} is not empty; recover into a fresh --home`);
         }
       }

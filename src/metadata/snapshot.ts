@@ -167,11 +167,16 @@ export function snapshotContentRoot(contentRootKey: Uint8Array, blob: Uint8Array
   return new Uint8Array(createHmac("sha256", contentRootKey).update(blob).digest());
 }
 
-/** The file key the blob of snapshot `sequence` is stored under on farmers: HKDF(metadataKey, "snapshot-file", sequence u64be ‖ fileId). */
-export function snapshotFileKey(metadataKey: Uint8Array, sequence: number, fileId: Uint8Array): Uint8Array {
+/**
+ * The file key a snapshot blob is stored under on farmers: HKDF(metadataKey,
+ * "snapshot-file", fileId), the file id being random per snapshot. Not tied
+ * to the sequence on purpose: a location replayed under a newer sequence
+ * still opens to its blob, whose own sealed sequence then names the rollback.
+ */
+export function snapshotFileKey(metadataKey: Uint8Array, fileId: Uint8Array): Uint8Array {
   assertBytes(metadataKey, KEY_BYTES, "metadata key");
   assertBytes(fileId, FILE_ID_BYTES, "file id");
-  const key = hkdfLabel(metadataKey, SNAPSHOT_FILE_KEY_LABEL, uint64be(sequence), fileId);
+  const key = hkdfLabel(metadataKey, SNAPSHOT_FILE_KEY_LABEL, fileId);
   return key.subarray(0, FILE_KEY_BYTES);
 }
 
@@ -209,11 +214,10 @@ export function encodeSnapshotLocation(location: SnapshotLocation): Uint8Array {
 }
 
 /**
- * Decodes a location written for snapshot `sequence`, deriving the file key
- * and the piece ids from the phrase's keys. `STORE_CORRUPT` on bytes that are
- * not a location.
+ * Decodes a location, deriving the file key and the piece ids from the
+ * phrase's keys. `STORE_CORRUPT` on bytes that are not a location.
  */
-export function decodeSnapshotLocation(bytes: Uint8Array, sequence: number, keys: { metadataKey: Uint8Array; pieceIdKey: Uint8Array }): SnapshotLocation {
+export function decodeSnapshotLocation(bytes: Uint8Array, keys: { metadataKey: Uint8Array; pieceIdKey: Uint8Array }): SnapshotLocation {
   let json: LocationJson;
   try {
     json = JSON.parse(gunzipSync(bytes).toString("utf8")) as LocationJson;
@@ -224,7 +228,7 @@ export function decodeSnapshotLocation(bytes: Uint8Array, sequence: number, keys
   if (!Array.isArray(json.segments) || typeof json.fileId !== "string") throw new DstorError("STORE_CORRUPT", "the metadata pointer's location is malformed");
   const fileId = fromHex(json.fileId);
   const content: FileContent = {
-    fileKey: toHex(snapshotFileKey(keys.metadataKey, sequence, fileId)),
+    fileKey: toHex(snapshotFileKey(keys.metadataKey, fileId)),
     fileId: json.fileId,
     segmentSize: json.segmentSize,
     redundancy: json.redundancy,
