@@ -12,8 +12,8 @@
  * so no transfer can write to a closed database.
  */
 import { join } from "node:path";
-import { getBytes, ZeroHash } from "ethers";
-import { connectContracts, type RegistryContract } from "../chain/contracts.js";
+import { getBytes, Interface, ZeroHash } from "ethers";
+import { connectContracts, RegistryAbi, type RegistryContract } from "../chain/contracts.js";
 import { fundDevAccount, resolveChainEndpoint } from "../chain/devchain.js";
 import { peerBindingMessage } from "../chain/proofs.js";
 import { createProvider, walletSigner } from "../chain/signer.js";
@@ -83,6 +83,21 @@ export interface RenterNode {
   stop(): Promise<void>;
 }
 
+const registryInterface = new Interface(RegistryAbi);
+
+/** The name of the Registry custom error a failed call reverted with, if any. */
+function revertName(error: unknown): string | undefined {
+  const e = error as { revert?: { name?: string } | null; data?: unknown; info?: { error?: { data?: unknown } } };
+  if (e.revert?.name !== undefined) return e.revert.name;
+  const data = typeof e.data === "string" ? e.data : e.info?.error?.data;
+  if (typeof data !== "string") return undefined;
+  try {
+    return registryInterface.parseError(data)?.name;
+  } catch {
+    return undefined;
+  }
+}
+
 /** The Registry's metadata pointer of `renter` as a {@link PointerStore}. */
 export function registryPointerStore(registry: RegistryContract, renter: string): PointerStore {
   return {
@@ -95,7 +110,7 @@ export function registryPointerStore(registry: RegistryContract, renter: string)
         const tx = await registry.setPointer(expectedSequence, ZeroHash, location, contentRoot);
         await tx.wait();
       } catch (error) {
-        if (String((error as { message?: unknown }).message).includes("SequenceMismatch") || (error as { revert?: { name?: string } }).revert?.name === "SequenceMismatch") {
+        if (revertName(error) === "SequenceMismatch") {
           throw new DstorError("SNAPSHOT_STALE", "another device moved the metadata pointer first; this one's metadata is out of date", { cause: error });
         }
         throw new DstorError("CHAIN_CALL_FAILED", `could not move the metadata pointer: ${(error as Error).message}`, { cause: error });
