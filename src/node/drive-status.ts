@@ -17,6 +17,7 @@ import type { Logger } from "../core/logging.js";
 import { parseRedundancyStrategy } from "../erasure/strategy.js";
 import type { MetadataDb } from "../metadata/db.js";
 import type { DriveData } from "../fuse/drive.js";
+import type { Renter } from "../renter/renter.js";
 import type { MetadataBackup } from "../renter/snapshots.js";
 import { homePaths } from "./home.js";
 
@@ -112,8 +113,12 @@ export class DriveStatusReporter {
     this.#log = init.logger;
   }
 
-  /** `data` with every put tracked as an upload in flight. */
-  track(data: DriveData): DriveData {
+  /**
+   * The renter as the drive's data source, with every put tracked as an
+   * upload in flight: progress is the bytes of whole segments stored on
+   * `optimal` farmers (the renter's own progress), of the staged file's size.
+   */
+  track(renter: Renter): DriveData {
     return {
       put: async (path, source, options) => {
         const id = this.#nextUpload++;
@@ -121,22 +126,21 @@ export class DriveStatusReporter {
         const bytes = typeof file === "string" ? await stat(file).then((s) => s.size, () => undefined) : undefined;
         const upload: UploadStatus = { path, bytesDone: 0, bytes, startedAt: Date.now() };
         this.#uploads.set(id, upload);
-        const counted = async function* (this: DriveStatusReporter): AsyncGenerator<Uint8Array> {
-          for await (const chunk of source) {
-            upload.bytesDone += chunk.byteLength;
-                yield chunk;
-          }
-        }.call(this);
         try {
-          return await data.put(path, counted, options);
+          return await renter.put(path, source, {
+            ...options,
+            onProgress: (done) => {
+              upload.bytesDone = done;
+            },
+          });
         } finally {
           this.#uploads.delete(id);
-            this.#filesAt = 0; // the file list changed
+          this.#filesAt = 0; // the file list changed
         }
       },
-      read: (path, options) => data.read(path, options),
-      readRange: (path, offset, length, options) => data.readRange(path, offset, length, options),
-      flushDeletes: (options) => data.flushDeletes(options),
+      read: (path, options) => renter.read(path, options),
+      readRange: (path, offset, length, options) => renter.readRange(path, offset, length, options),
+      flushDeletes: (options) => renter.flushDeletes(options),
     };
   }
 
