@@ -58,7 +58,8 @@ export interface DriveStatus {
   files: FileStatus[];
   /** Files beyond {@link DRIVE_STATUS_MAX_FILES}, not listed. */
   moreFiles: number;
-  snapshot: { sequence?: number | undefined; at?: string | undefined; dirty: boolean; error?: string | undefined };
+  /** `sequence`/`at`: the last snapshot this drive stored; `onChain`: the pointer's sequence when the drive started. */
+  snapshot: { sequence?: number | undefined; at?: string | undefined; onChain?: number | undefined; dirty: boolean; error?: string | undefined };
 }
 
 /** The path of the drive status file of `home`. */
@@ -200,6 +201,7 @@ export class DriveStatusReporter {
       moreFiles: this.#files.more,
       snapshot: {
         ...(last === undefined ? {} : { sequence: last.sequence, at: new Date(last.at).toISOString() }),
+        ...(backup?.pointerAtStart === undefined ? {} : { onChain: backup.pointerAtStart }),
         dirty: backup?.dirty ?? false,
         ...(error === undefined ? {} : { error: String((error as Error).message ?? error) }),
       },

@@ -137,6 +137,7 @@ export class MetadataBackup {
   #stopped: Promise<void> | undefined;
   #lastError: unknown;
   #last: { sequence: number; at: number } | undefined;
+  #pointerAtStart: number | undefined;
 
   constructor(components: MetadataBackupComponents, init: MetadataBackupInit) {
     this.#c = components;
@@ -154,6 +155,11 @@ export class MetadataBackup {
     return this.#last;
   }
 
+  /** The pointer's sequence when this backup started (before it stored any), if it could be read. */
+  get pointerAtStart(): number | undefined {
+    return this.#pointerAtStart;
+  }
+
   /** The error of the last failed snapshot, if the last one failed. */
   get lastError(): unknown {
     return this.#lastError;
@@ -169,6 +175,13 @@ export class MetadataBackup {
       this.#dirty = true;
       this.#arm();
     }
+    // Only for the status screen; a chain that does not answer yet is not an error here.
+    this.#c.pointer.read().then(
+      (p) => {
+        this.#pointerAtStart = p.sequence;
+      },
+      () => {},
+    );
   }
 
   get #auto(): boolean {

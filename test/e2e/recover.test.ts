@@ -177,8 +177,20 @@ test("dstor recover brings back every file from the phrase alone", { timeout: 1_
   children.push(mountedRecovery.child);
   assert.equal(mountedRecovery.recovered.sequence, recovered.sequence);
   await run("diff", ["-r", original, drive]);
+  // The recovered drive is a working drive: deals continue, and its backup
+  // continues the pointer's sequence when it is unmounted.
+  const after = randomBytes(2 * MIB + 1);
+  await writeFile(join(original, "docs", "after-recovery.bin"), after);
+  await writeFile(join(drive, "docs", "after-recovery.bin"), after);
   assert.equal(await stopChildProcess(mountedRecovery.child), 0);
   assert.equal(await mounted(drive), false);
+  const listed = await dstor(["ls", "-l", "/docs", "--home", home]);
+  assert.match(listed.stdout, /after-recovery\.bin/);
+
+  const later = await dstor(["recover", "--home", join(home, "later"), "--chain-rpc", rpcUrl, "--deployment", devChainPaths(home).deployment, "--json"], phrase);
+  assert.equal(later.code, 0, later.stderr);
+  assert.equal((JSON.parse(later.stdout.trim().split("\n").at(-1)!) as { sequence: number }).sequence, recovered.sequence + 1);
+  assert.match((await dstor(["ls", "/docs", "--home", join(home, "later")])).stdout, /after-recovery\.bin/);
 
   // A pointer moved (by the wallet itself, as a buggy or stale device would) to
   // an older snapshot's location is refused as a rollback.
@@ -188,7 +200,7 @@ test("dstor recover brings back every file from the phrase alone", { timeout: 1_
   try {
     const { registry } = connectContracts(deployment, new Wallet(keys.wallet.privateKey, provider));
     const current = await registry.pointer(keys.wallet.address);
-    assert.equal(Number(current.sequence), recovered.sequence);
+    assert.equal(Number(current.sequence), recovered.sequence + 1, "the recovered drive stored the next snapshot at unmount");
     const tx = await registry.setPointer(current.sequence, `0x${"00".repeat(32)}`, current.location, current.contentRoot);
     await tx.wait();
   } finally {

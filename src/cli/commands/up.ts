@@ -82,7 +82,8 @@ function renderDrive(view: DriveView): string[] {
   }
   if (total > shown.length) lines.push(`  … and ${total - shown.length} more`);
   const s = view.snapshot;
-  const stored = s.sequence === undefined ? "none stored by this drive yet" : `#${s.sequence} at ${s.at}`;
+  const stored =
+    s.sequence !== undefined ? `#${s.sequence} at ${s.at}` : s.onChain !== undefined && s.onChain > 0 ? `#${s.onChain} (from an earlier run)` : "none stored yet";
   lines.push(`metadata backup: ${stored}${s.dirty ? " (changes pending)" : ""}${s.error === undefined ? "" : ` — last attempt failed: ${s.error}`}`);
   return lines;
 }
