@@ -14,7 +14,9 @@
  *   4. only then retire the pieces of snapshots older than N (the previous
  *      snapshot N is kept, §5) and delete them on farmers
  * A failure before 3 leaves the pointer at N and retires N+1's pieces
- * instead. Snapshot N+1 itself lists the pieces of N and older (it was sealed
+ * instead — after asking the chain, since a write whose receipt was lost may
+ * have moved the pointer after all (and when the chain cannot be asked, the
+ * pieces are kept: garbage is cheaper than a pointer to deleted pieces). Snapshot N+1 itself lists the pieces of N and older (it was sealed
  * before its own were stored); recovery adds N+1's and retires the older ones.
  *
  * Only changes to the tree (inodes, directory entries, segments, the inode
@@ -231,6 +233,8 @@ export class MetadataBackup {
     this.#dirty = false;
     let sequence = 0;
     let stored: StoredFile | undefined;
+    let contentRoot: Uint8Array | undefined;
+    let pointerMoved = false;
     try {
       const current = await pointer.read({ signal });
       sequence = current.sequence + 1;
@@ -248,7 +252,9 @@ export class MetadataBackup {
         if (dealId !== undefined) deals[address] = dealId;
       }
       const location: SnapshotLocation = { stored, deals };
+      contentRoot = snapshot.contentRoot;
       await pointer.write(current.sequence, encodeSnapshotLocation(location), snapshot.contentRoot, { signal });
+      pointerMoved = true;
       // Confirmed: snapshots older than the previous one are no longer needed.
       const retired = await metadata.retirePieceRefs((ref) => ref.inode === SNAPSHOT_INODE && ref.snapshot !== undefined && ref.snapshot < sequence - 1);
       if (retired > 0) await renter.flushDeletes({ signal }).catch((error: unknown) => this.#log.warn("deleting old snapshot pieces failed; will retry", { error }));
@@ -260,7 +266,16 @@ export class MetadataBackup {
     } catch (error) {
       this.#dirty = true;
       this.#lastError = error;
-      if (stored !== undefined) {
+      // A write whose confirmation was lost (RPC error, abort) may still have
+      // moved the pointer: ask the chain before treating the pieces as garbage.
+      if (stored !== undefined && !pointerMoved && contentRoot !== undefined) {
+        const root = contentRoot;
+        pointerMoved = await pointer.read().then(
+          (p) => p.sequence === sequence && Buffer.compare(p.contentRoot, root) === 0,
+          () => true, // unknown: keep the pieces rather than risk deleting what the pointer names
+        );
+      }
+      if (stored !== undefined && !pointerMoved) {
         // The pointer did not move to these pieces: they are garbage.
         const failed = sequence;
         await metadata
