@@ -39,7 +39,7 @@ export const OPTIONS = [
   { name: "json", type: "boolean", default: false, help: "Print machine-readable JSON instead of text." },
   { name: "listen", type: "list", default: ["/ip4/127.0.0.1/tcp/0"], help: "libp2p listen multiaddrs, comma-separated." },
   { name: "max-price-tb-month", type: "number", help: "Highest farmer price a renter accepts, in tokens per TB-month (default: any)." },
-  { name: "mount", type: "string", default: "./drive", help: "Where to mount the drive: `dstor up` always mounts it (default ./drive); `dstor recover` mounts it there after recovering, if given." },
+  { name: "mount", type: "string", default: "./drive", help: "Where to mount the drive: `dstor up` mounts it there (default ./drive) unless --no-renter; `dstor recover` mounts it there after recovering, if given." },
   { name: "phrase-file", type: "string", help: "Read the 24-word phrase from this file ('-' for standard input) instead of making a new one (`init`) or asking for it (`recover`)." },
   { name: "port", type: "number", default: 8545, help: "TCP port of the embedded dev chain's JSON-RPC endpoint on 127.0.0.1." },
   { name: "price-tb-month", type: "number", default: 1.5, help: "Farmer's price in tokens per TB (10^12 bytes) per 30-day month." },
