@@ -6,7 +6,7 @@
 import { createLogger } from "../core/logging.js";
 import { addOptions, type OptionName, type OptionSink } from "../core/options.js";
 import { formatBytes } from "../core/units.js";
-import { openRenterNode, type RenterNode } from "../node/renter-node.js";
+import { openRenterNode, type RenterNode, type RenterNodeInit } from "../node/renter-node.js";
 
 /** Options of every renter command that moves data. */
 export const RENTER_OPTIONS: readonly OptionName[] = [
@@ -22,6 +22,7 @@ export const RENTER_OPTIONS: readonly OptionName[] = [
   "segment-size",
   "same-subnet-ok",
   "max-price-tb-month",
+  "snapshot-delay",
 ];
 
 /** Parsed renter options. */
@@ -38,6 +39,7 @@ export interface RenterArgs {
   "segment-size": number;
   "same-subnet-ok": boolean;
   "max-price-tb-month"?: number;
+  "snapshot-delay": number;
 }
 
 /** Adds the renter options to a yargs builder. */
@@ -45,8 +47,11 @@ export function addRenterOptions<T extends OptionSink>(yargs: T, offline = false
   return addOptions(yargs, offline ? ["home", "json"] : RENTER_OPTIONS);
 }
 
-/** Opens the renter node for a command. */
-export function openRenterFromArgs(args: RenterArgs, offline = false): Promise<RenterNode> {
+/**
+ * Opens the renter node for a command. `overrides` replace what the options
+ * give (e.g. `snapshots: "auto"` for the drive).
+ */
+export function openRenterFromArgs(args: RenterArgs, offline = false, overrides: Partial<RenterNodeInit> = {}): Promise<RenterNode> {
   const logger = createLogger("dstor:renter");
   if (offline) return openRenterNode({ home: args.home, offline: true, logger });
   return openRenterNode({
@@ -63,7 +68,9 @@ export function openRenterFromArgs(args: RenterArgs, offline = false): Promise<R
       sameSubnetOk: args["same-subnet-ok"],
       ...(args["max-price-tb-month"] === undefined ? {} : { maxPriceTbMonth: BigInt(Math.round(args["max-price-tb-month"] * 1_000_000)) }),
     },
+    snapshotDelayMs: Math.max(0, args["snapshot-delay"] ?? 10) * 1000,
     logger,
+    ...overrides,
   });
 }
 

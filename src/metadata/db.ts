@@ -407,6 +407,68 @@ export class MetadataDb {
     return this.#write(() => this.#db.batch(done.map((d) => ({ type: "del" as const, key: pendingKey(d.farmer.toLowerCase(), d.pieceId) }))));
   }
 
+  /**
+   * Every record, in key order, as stored (plain JSON values). Reads one
+   * consistent view of the database (LevelDB iterators read from an implicit
+   * snapshot), so a concurrent batch is either wholly in it or not at all.
+   * Used by metadata snapshots (snapshot.ts).
+   */
+  async *entries(): AsyncGenerator<[string, unknown]> {
+    if (this.#closed !== undefined) throw new DstorError("STORE_CLOSED", "the metadata database is closed");
+    for await (const [key, value] of this.#db.iterator()) yield [key, value];
+  }
+
+  /**
+   * Replaces a fresh database (nothing but the root directory, and farmer
+   * records — the transfers that fetched the snapshot score farmers) with
+   * `entries`, in one batch; records of the same key are overwritten.
+   * `FILE_EXISTS` when the database already holds files, directories or
+   * pieces: recovering over live metadata would lose it.
+   */
+  importEntries(entries: ReadonlyArray<readonly [string, unknown]>): Promise<void> {
+    return this.#write(async () => {
+      for await (const key of this.#db.keys()) {
+        if (key !== inodeKey(ROOT_INODE) && key !== "m/next" && !key.startsWith("f/")) {
+          throw new DstorError("FILE_EXISTS", `the renter metadata in ${this.dir} is not empty; recover into a fresh --home`);
+        }
+      }
+      const ops: BatchOp[] = [{ type: "del", key: inodeKey(ROOT_INODE) }, { type: "del", key: "m/next" }];
+      for (const [key, value] of entries) ops.push({ type: "put", key, value: value as Value });
+      await this.#db.batch(ops);
+    });
+  }
+
+  /**
+   * Calls `listener` with the keys of every batch written from now on;
+   * returns the unsubscribe function. Lets the snapshot scheduler notice that
+   * the tree changed without every writer having to tell it.
+   */
+  onChange(listener: (keys: string[]) => void): () => void {
+    const handler = (ops: Array<{ key: unknown }>): void => listener(ops.map((op) => String(op.key)));
+    this.#db.on("write", handler);
+    return () => this.#db.off("write", handler);
+  }
+
+  /** Adds piece references that belong to no file (metadata snapshots: `inode` {@link SNAPSHOT_INODE}). */
+  addPieceRefs(refs: ReadonlyArray<{ farmer: string; ref: PieceRef }>): Promise<void> {
+    if (refs.length === 0) return Promise.resolve();
+    return this.#write(() => this.#db.batch(refs.map(({ farmer, ref }) => ({ type: "put" as const, key: pieceKey(farmer.toLowerCase(), ref.pieceId), value: ref }))));
+  }
+
+  /** Moves every live piece reference `retire` selects to the pending-delete set, in one batch; returns how many. */
+  retirePieceRefs(retire: (ref: PieceRef) => boolean): Promise<number> {
+    return this.#write(async () => {
+      const ops: BatchOp[] = [];
+      for (const [key, ref] of await this.#scan<PieceRef>("p/")) {
+        if (!retire(ref)) continue;
+        const farmer = key.split("/")[1]!;
+        ops.push({ type: "del", key }, { type: "put", key: pendingKey(farmer, ref.pieceId), value: ref });
+      }
+      if (ops.length > 0) await this.#db.batch(ops);
+      return ops.length / 2;
+    });
+  }
+
   /** Closes the database (idempotent); waits for writes in progress. */
   close(): Promise<void> {
     this.#closed ??= (async () => {

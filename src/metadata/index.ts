@@ -4,3 +4,4 @@
  */
 export * from "./db.js";
 export * from "./types.js";
+export * from "./snapshot.js";

@@ -7,6 +7,9 @@
 /** Number of the root directory's inode. */
 export const ROOT_INODE = 1;
 
+/** The `inode` of piece references that hold a metadata snapshot rather than a file (see snapshot.ts). */
+export const SNAPSHOT_INODE = 0;
+
 /** Largest file stored inline in metadata instead of on farmers, in bytes. */
 export const INLINE_MAX_BYTES = 4 * 1024;
 
@@ -98,6 +101,8 @@ export interface PieceRef {
   inode: number;
   segment: number;
   number: number;
+  /** For snapshot pieces ({@link SNAPSHOT_INODE}): the pointer sequence number of the snapshot they hold. */
+  snapshot?: number | undefined;
 }
 
 /** A directory entry as returned by readdir. */

@@ -7,11 +7,13 @@
  * Commands that only read metadata (`ls`, `stat`) open the node `offline`:
  * no chain, no libp2p, and any transfer fails with a clear error.
  *
- * Shutdown order (stop() is idempotent): libp2p node → chain provider →
- * metadata database, so no transfer can write to a closed database.
+ * Shutdown order (stop() is idempotent): metadata backup (a final snapshot
+ * if the tree changed) → libp2p node → chain provider → metadata database,
+ * so no transfer can write to a closed database.
  */
 import { join } from "node:path";
-import { connectContracts } from "../chain/contracts.js";
+import { getBytes, Interface, ZeroHash } from "ethers";
+import { connectContracts, RegistryAbi, type RegistryContract } from "../chain/contracts.js";
 import { fundDevAccount, resolveChainEndpoint } from "../chain/devchain.js";
 import { peerBindingMessage } from "../chain/proofs.js";
 import { createProvider, walletSigner } from "../chain/signer.js";
@@ -26,6 +28,7 @@ import { ChainDeals } from "../renter/deals.js";
 import { createFarmerDirectory, withPeer } from "../renter/directory.js";
 import { createOrderAuthority } from "../renter/orders.js";
 import { Renter } from "../renter/renter.js";
+import { MetadataBackup, type PointerStore, type SnapshotKeys } from "../renter/snapshots.js";
 import type { SelectionPolicy } from "../renter/selection.js";
 import type { DealProvider, FarmerDirectory, FarmerRef, PieceTransport } from "../renter/types.js";
 import { findFarmersOnDht, findPeerOnDht } from "./discovery.js";
@@ -54,8 +57,21 @@ export interface RenterNodeInit {
   segmentSize?: number;
   policy?: SelectionPolicy;
   kernel?: KernelChoice;
+  /**
+   * Metadata backup in the network: `auto` stores a snapshot once the tree
+   * has been quiet for `snapshotDelayMs` and at stop (the drive); `mark`
+   * (default) only notes that the tree changed, for the next `auto` process
+   * (one-shot commands); `off` keeps no backup at all (`dstor recover`,
+   * which must never publish the empty database it starts from).
+   */
+  snapshots?: "auto" | "mark" | "off";
+  /** Quiet time after the last change to the tree before a snapshot, in ms (default {@link DEFAULT_SNAPSHOT_DELAY_MS}). */
+  snapshotDelayMs?: number;
   logger?: Logger;
 }
+
+/** Default quiet time before a metadata snapshot, in ms. */
+export const DEFAULT_SNAPSHOT_DELAY_MS = 10_000;
 
 /** A running renter. */
 export interface RenterNode {
@@ -63,7 +79,49 @@ export interface RenterNode {
   metadata: MetadataDb;
   /** The renter's wallet address. */
   address: string;
+  /** The on-chain metadata pointer (absent offline). */
+  pointer?: PointerStore;
+  /** The metadata backup (absent offline or with `snapshots: "off"`); stopped (final snapshot when `auto`) by stop(). */
+  backup?: MetadataBackup;
+  /** The keys snapshots are sealed and found with. */
+  snapshotKeys: SnapshotKeys;
   stop(): Promise<void>;
+}
+
+const registryInterface = new Interface(RegistryAbi);
+
+/** The name of the Registry custom error a failed call reverted with, if any. */
+function revertName(error: unknown): string | undefined {
+  const e = error as { revert?: { name?: string } | null; data?: unknown; info?: { error?: { data?: unknown } } };
+  if (e.revert?.name !== undefined) return e.revert.name;
+  const data = typeof e.data === "string" ? e.data : e.info?.error?.data;
+  if (typeof data !== "string") return undefined;
+  try {
+    return registryInterface.parseError(data)?.name;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The Registry's metadata pointer of `renter` as a {@link PointerStore}. */
+export function registryPointerStore(registry: RegistryContract, renter: string): PointerStore {
+  return {
+    async read() {
+      const p = await registry.pointer(renter);
+      return { sequence: Number(p.sequence), contentRoot: getBytes(p.contentRoot), location: getBytes(p.location) };
+    },
+    async write(expectedSequence, location, contentRoot) {
+      try {
+        const tx = await registry.setPointer(expectedSequence, ZeroHash, location, contentRoot);
+        await tx.wait();
+      } catch (error) {
+        if (revertName(error) === "SequenceMismatch") {
+          throw new DstorError("SNAPSHOT_STALE", "another device moved the metadata pointer first; this one's metadata is out of date", { cause: error });
+        }
+        throw new DstorError("CHAIN_CALL_FAILED", `could not move the metadata pointer: ${(error as Error).message}`, { cause: error });
+      }
+    },
+  };
 }
 
 /** Options of {@link farmerClientTransport}. */
@@ -155,6 +213,7 @@ export async function openRenterNode(init: RenterNodeInit): Promise<RenterNode> 
   const phrase = await loadPhrase(init.home);
   const keys = deriveKeys(phrase);
   const address = keys.wallet.address.toLowerCase();
+  const snapshotKeys: SnapshotKeys = { metadataKey: keys.metadataKey, contentRootKey: keys.contentRootKey, pieceIdKey: keys.pieceIdKey };
   const strategy = parseRedundancyStrategy(init.redundancy ?? "4/6/8/10");
   const metadata = await openMetadataDb({ dir: join(homePaths(init.home).renter, "meta"), logger: log.child("metadata") });
   const cleanups: Array<() => Promise<void>> = [async () => metadata.close()];
@@ -187,7 +246,7 @@ export async function openRenterNode(init: RenterNodeInit): Promise<RenterNode> 
     const deals: DealProvider = { ensureDeal: fail };
     const orders = { renter: address, sign: fail };
     const renter = new Renter({ metadata, transport, directory, deals, orders, logger: log }, renterInit);
-    return { renter, metadata, address, stop };
+    return { renter, metadata, address, snapshotKeys, stop };
   }
   try {
     const { rpcUrl, deployment } = await resolveChainEndpoint({
@@ -244,7 +303,21 @@ export async function openRenterNode(init: RenterNodeInit): Promise<RenterNode> 
     });
     const orders = await createOrderAuthority(keys.wallet, BigInt(deployment.chainId));
     const renter = new Renter({ metadata, transport, directory, deals, orders, logger: log }, renterInit);
-    return { renter, metadata, address, stop };
+    const pointer = registryPointerStore(contracts.registry, keys.wallet.address);
+    if (init.snapshots === "off") return { renter, metadata, address, pointer, snapshotKeys, stop };
+    const backup = new MetadataBackup(
+      { renter, metadata, pointer, logger: log.child("snapshots") },
+      {
+        keys: snapshotKeys,
+        delayMs: init.snapshotDelayMs ?? DEFAULT_SNAPSHOT_DELAY_MS,
+        dirtyMarker: join(homePaths(init.home).renter, "snapshot-dirty"),
+        auto: init.snapshots === "auto",
+      },
+    );
+    // Runs first at stop (cleanups run in reverse): the final snapshot needs the network.
+    cleanups.push(() => backup.stop());
+    await backup.start();
+    return { renter, metadata, address, pointer, backup, snapshotKeys, stop };
   } catch (error) {
     await stop();
     throw error;

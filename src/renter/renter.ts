@@ -50,7 +50,7 @@ import { createErasureCoder, type ErasureCoder, type KernelChoice } from "../era
 import { formatRedundancyStrategy, parseRedundancyStrategy, type RedundancyStrategy } from "../erasure/strategy.js";
 import type { MetadataDb, RemovedFile } from "../metadata/db.js";
 import { normalizePath } from "../metadata/db.js";
-import { type FarmerRecord, INLINE_MAX_BYTES, type InodeRecord, type SegmentMeta } from "../metadata/types.js";
+import { type FarmerRecord, INLINE_MAX_BYTES, type InodeRecord, type SegmentMeta, SNAPSHOT_INODE, type StoredFile } from "../metadata/types.js";
 import { createSegmentPipeline, type EncodedSegment, encodeSegment, type FileSecrets, segmentChunks, segmentLayoutBytes, type SegmentPipelineComponents } from "../pipeline/index.js";
 import { OrderAction } from "../protocol/orders.js";
 import { failureDomain, type SelectionPolicy, selectFarmers } from "./selection.js";
@@ -286,6 +286,27 @@ export class Renter {
       await this.#afterReplace(replaced, signal);
       return { path, size: peek.bytes, inline: true, segments: 0, piecesStored: 0, longTailCancelled: 0, replaced: 0, unconfirmedFarmers: 0 };
     }
+    const { segments, size, stats } = await this.#storeSegments(secrets, redundancy, prepend(peek.head, iterator), signal, options.onProgress);
+    const { replaced } = await this.#c.metadata.commitFile(path, { ...stored, size, content: { ...base, segmentCount: segments.length }, segments });
+    const farmers = new Set(segments.flatMap((s) => Object.values(s.holders)));
+    const unconfirmed = await this.syncDeals([...farmers], { signal });
+    await this.#afterReplace(replaced, signal, farmers);
+    const piecesStored = segments.reduce((n, s) => n + Object.keys(s.holders).length, 0);
+    return { path, size, inline: false, segments: segments.length, piecesStored, ...stats, unconfirmedFarmers: unconfirmed };
+  }
+
+  /**
+   * Encodes and uploads every segment of `source` under `secrets` (the upload
+   * loop of {@link put}); commits nothing. On failure the pieces already
+   * stored are deleted, best effort, and the error is thrown.
+   */
+  async #storeSegments(
+    secrets: FileSecrets,
+    redundancy: string,
+    source: AsyncIterable<Uint8Array>,
+    signal: AbortSignal | undefined,
+    onProgress: ProgressFn | undefined,
+  ): Promise<{ segments: SegmentMeta[]; size: number; stats: { longTailCancelled: number; replaced: number } }> {
     const { pipeline } = this.#coderFor(redundancy);
     const stats = { longTailCancelled: 0, replaced: 0 };
     const segments: SegmentMeta[] = [];
@@ -300,7 +321,7 @@ export class Renter {
     let failure: unknown;
     try {
       let index = 0;
-      for await (const plaintext of segmentChunks(prepend(peek.head, iterator), this.segmentSize, { signal: controller.signal })) {
+      for await (const plaintext of segmentChunks(source, this.segmentSize, { signal: controller.signal })) {
         while (inFlight.size >= (this.#init.segmentsInFlight ?? SEGMENTS_IN_FLIGHT)) await Promise.race(inFlight.values());
         if (failure !== undefined) break;
         throwIfAborted(controller.signal);
@@ -312,7 +333,7 @@ export class Renter {
           .then((meta) => {
             segments[i] = meta;
             done += encoded.record.plaintextLength;
-            options.onProgress?.(done);
+            onProgress?.(done);
           })
           .catch((error: unknown) => {
             failure ??= error;
@@ -331,16 +352,32 @@ export class Renter {
     await Promise.all(inFlight.values());
     signal?.removeEventListener("abort", onAbort);
     if (failure !== undefined) {
-      await this.#deleteStored(segments.filter((s) => s !== undefined), fileKey);
+      await this.#deleteStored(segments.filter((s) => s !== undefined), secrets.fileKey);
       if (signal?.aborted) throw abortReason(signal);
       throw failure;
     }
-    const { replaced } = await this.#c.metadata.commitFile(path, { ...stored, size, content: { ...base, segmentCount: segments.length }, segments });
-    const farmers = new Set(segments.flatMap((s) => Object.values(s.holders)));
-    const unconfirmed = await this.syncDeals([...farmers], { signal });
-    await this.#afterReplace(replaced, signal, farmers);
-    const piecesStored = segments.reduce((n, s) => n + Object.keys(s.holders).length, 0);
-    return { path, size, inline: false, segments: segments.length, piecesStored, ...stats, unconfirmedFarmers: unconfirmed };
+    return { segments, size, stats };
+  }
+
+  /**
+   * Stores the bytes of `source` on farmers like a file's, without putting
+   * them in the tree: returns the content description and segments a reader
+   * needs ({@link readStored}). The caller owns the pieces from then on —
+   * adding their references to metadata so deal states cover them, and
+   * deleting them when no longer needed. Used for metadata snapshots, whose
+   * file key and id the caller derives so that nothing secret has to be kept
+   * outside the snapshot itself.
+   */
+  async storeBlob(
+    source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
+    options: { fileKey: Uint8Array; fileId: Uint8Array; signal?: AbortSignal | undefined; onProgress?: ProgressFn | undefined },
+  ): Promise<StoredFile> {
+    const redundancy = formatRedundancyStrategy(this.strategy);
+    const secrets: FileSecrets = { fileKey: options.fileKey, fileId: options.fileId, pieceIdKey: this.#init.pieceIdKey };
+    const iterable = Symbol.asyncIterator in source ? source : (async function* () { yield* source as Iterable<Uint8Array>; })();
+    const { segments, size } = await this.#storeSegments(secrets, redundancy, iterable, options.signal, options.onProgress);
+    const content = { fileKey: hex(options.fileKey), fileId: hex(options.fileId), segmentSize: this.segmentSize, redundancy, segmentCount: segments.length };
+    return { content, size, segments };
   }
 
   async #checkTarget(path: string): Promise<void> {
@@ -492,7 +529,13 @@ export class Renter {
    * Fetches verified piece bytes [pieceOffset, pieceOffset + length) of at
    * least k pieces of `segment` (whole pieces when the range is the whole piece).
    */
-  async #fetchPieces(segment: SegmentMeta, k: number, range: { offset: number; length: number }, signal: AbortSignal | undefined): Promise<Map<number, Uint8Array>> {
+  async #fetchPieces(
+    segment: SegmentMeta,
+    k: number,
+    range: { offset: number; length: number },
+    signal: AbortSignal | undefined,
+    dealIds?: ReadonlyMap<string, bigint>,
+  ): Promise<Map<number, Uint8Array>> {
     const records = await this.#records();
     const score = (address: string): number => {
       const r = records.get(address);
@@ -518,7 +561,7 @@ export class Renter {
           const { number, address } = queue.shift()!;
           inFlight++;
           const began = performance.now();
-          this.#getPiece(address, segment, number, whole ? undefined : { offset: alignedStart, length: alignedEnd - alignedStart }, combined)
+          this.#getPiece(address, segment, number, whole ? undefined : { offset: alignedStart, length: alignedEnd - alignedStart }, combined, dealIds)
             .then(
               async ({ farmer, data, proof }) => {
                 const root = fromHex(segment.pieceRoots[number]!);
@@ -575,10 +618,11 @@ export class Renter {
     number: number,
     range: { offset: number; length: number } | undefined,
     signal: AbortSignal,
+    dealIds?: ReadonlyMap<string, bigint>,
   ): Promise<{ farmer: FarmerRef; data: Uint8Array; proof: readonly Uint8Array[] | undefined }> {
     const farmer = await this.#farmerRef(address);
     const rec = await this.#c.metadata.farmer(address);
-    const dealId = rec?.dealId === undefined ? 0n : BigInt(rec.dealId);
+    const dealId = dealIds?.get(address) ?? (rec?.dealId === undefined ? 0n : BigInt(rec.dealId));
     const pieceId = segment.pieceIds[number]!;
     const maxBytes = range?.length ?? segment.pieceSize;
     const order = await this.#c.orders.sign({ farmer: address, dealId, pieceId, action: OrderAction.Get, maxBytes });
@@ -593,11 +637,11 @@ export class Renter {
     return { fileKey: fromHex(file.fileKey), fileId: fromHex(file.fileId) };
   }
 
-  async #decodeWhole(record: InodeRecord, segment: SegmentMeta, signal: AbortSignal | undefined): Promise<Uint8Array> {
+  async #decodeWhole(record: InodeRecord, segment: SegmentMeta, signal: AbortSignal | undefined, dealIds?: ReadonlyMap<string, bigint>): Promise<Uint8Array> {
     const file = record.file!;
     const { coder } = this.#coderFor(file.redundancy);
     const { fileKey, fileId } = this.#secrets(record);
-    const pieces = await this.#fetchPieces(segment, coder.strategy.k, { offset: 0, length: segment.pieceSize }, signal);
+    const pieces = await this.#fetchPieces(segment, coder.strategy.k, { offset: 0, length: segment.pieceSize }, signal, dealIds);
     const sealed = coder.decode(pieces, sealedLength(segment.plaintextLength));
     return openSegment(deriveSegmentKey(fileKey, segment.index, fromHex(segment.salt)), segmentId(fileId, segment.index), sealed);
   }
@@ -642,6 +686,26 @@ export class Renter {
       done += data.byteLength;
       options.onProgress?.(done);
       yield data;
+    }
+  }
+
+  /**
+   * The bytes {@link storeBlob} stored, segment by segment, verified piece by
+   * piece and authenticated by the segment AEAD. Works on a renter whose
+   * metadata knows nothing yet (recovery): farmers are found in the
+   * directory, and `dealIds` names the deal each holder serves the pieces
+   * under when metadata has no record of it.
+   */
+  async *readStored(
+    stored: Pick<StoredFile, "content" | "size" | "segments">,
+    options: { signal?: AbortSignal | undefined; dealIds?: ReadonlyMap<string, bigint> } = {},
+  ): AsyncGenerator<Uint8Array> {
+    if (stored.segments.length !== stored.content.segmentCount) throw new DstorError("STORE_CORRUPT", `stored content lists ${stored.segments.length} of ${stored.content.segmentCount} segments`);
+    // Load the directory so holders metadata does not know yet can be reached.
+    await this.#listCandidates(options.signal);
+    const record: InodeRecord = { inode: SNAPSHOT_INODE, type: "file", mode: 0o600, mtimeMs: 0, size: stored.size, file: stored.content };
+    for (const segment of [...stored.segments].sort((a, b) => a.index - b.index)) {
+      yield await this.#decodeWhole(record, segment, options.signal, options.dealIds);
     }
   }
 

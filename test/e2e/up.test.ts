@@ -5,17 +5,16 @@
  * network (same farmer identities, same deployment).
  */
 import assert from "node:assert/strict";
-import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { execFile } from "node:child_process";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { randomBytes } from "node:crypto";
 import { promisify } from "node:util";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { test } from "node:test";
 import { sleep } from "../../src/core/abort.js";
 import { freePort } from "../chain/fixture.js";
-
-const MAIN = resolve(import.meta.dirname, "../../src/cli/main.js");
+import { alive, mounted, startUp, stopUp } from "./up-fixture.js";
 
 interface UpFile {
   rpcUrl: string;
@@ -23,69 +22,6 @@ interface UpFile {
   pid: number;
   contracts: { market: string };
   farmers: Array<{ index: number; pid: number; peerId: string; wallet: string }>;
-}
-
-interface StatusLine {
-  event: string;
-  block?: number;
-  farmers?: Array<{ index: number; up: boolean; capacityBytes?: string }>;
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** Starts `dstor up --json` and collects its JSON lines. */
-function startUp(
-  home: string,
-  port: number,
-  extra: readonly string[] = ["--farmer-count", "3", "--no-renter"],
-): { child: ChildProcess; lines: StatusLine[]; next: (pred: (l: StatusLine) => boolean) => Promise<StatusLine> } {
-  // The farmers' port follows the chain's so that tests (and other `dstor up`s) on one machine do not collide.
-  const child = spawn(process.execPath, [MAIN, "up", "--home", home, "--port", String(port), "--farmer-port", String(port + 1), "--json", ...extra], {
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  const lines: StatusLine[] = [];
-  const waiters: Array<{ pred: (l: StatusLine) => boolean; resolve: (l: StatusLine) => void }> = [];
-  let buffered = "";
-  let stderr = "";
-  child.stderr!.on("data", (chunk: Buffer) => {
-    stderr = (stderr + chunk.toString()).slice(-4000);
-  });
-  child.stdout!.on("data", (chunk: Buffer) => {
-    buffered += chunk.toString();
-    for (let nl = buffered.indexOf("\n"); nl >= 0; nl = buffered.indexOf("\n")) {
-      const line = JSON.parse(buffered.slice(0, nl)) as StatusLine;
-      buffered = buffered.slice(nl + 1);
-      lines.push(line);
-      for (const w of [...waiters]) {
-        if (w.pred(line)) {
-          waiters.splice(waiters.indexOf(w), 1);
-          w.resolve(line);
-        }
-      }
-    }
-  });
-  const next = (pred: (l: StatusLine) => boolean): Promise<StatusLine> =>
-    new Promise((resolveLine, reject) => {
-      const found = lines.find(pred);
-      if (found !== undefined) return resolveLine(found);
-      waiters.push({ pred, resolve: resolveLine });
-      child.once("exit", (code) => reject(new Error(`dstor up exited with ${code}: ${stderr}`)));
-    });
-  return { child, lines, next };
-}
-
-async function stopUp(child: ChildProcess): Promise<number | null> {
-  if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
-  const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
-  child.kill("SIGTERM");
-  return exited;
 }
 
 test("dstor up: ready, status, a killed farmer shows down, clean stop, same network after restart", { timeout: 300_000 }, async (t) => {
@@ -139,12 +75,6 @@ test("dstor up: ready, status, a killed farmer shows down, clean stop, same netw
   assert.equal(second.contracts.market, first.contracts.market);
   assert.equal(await stopUp(up.child), 0);
 });
-
-/** Whether `dir` is a mount point now (from /proc/self/mountinfo). */
-async function mounted(dir: string): Promise<boolean> {
-  const info = await readFile("/proc/self/mountinfo", "utf8");
-  return info.split("\n").some((line) => line.split(" ")[4] === dir);
-}
 
 test("dstor up mounts the drive; files written there survive a stop and a restart", { timeout: 400_000 }, async (t) => {
   const home = await mkdtemp(join(tmpdir(), "dstor-up-drive-"));

@@ -9,6 +9,7 @@ import { initCommand } from "./init.js";
 import { lsCommand } from "./ls.js";
 import { mountCommand } from "./mount.js";
 import { putCommand } from "./put.js";
+import { recoverCommand } from "./recover.js";
 import { rmCommand } from "./rm.js";
 import { statCommand } from "./stat.js";
 import { unmountCommand } from "./unmount.js";
@@ -16,4 +17,4 @@ import { upCommand } from "./up.js";
 
 /** The registered commands. */
 // biome-ignore lint/suspicious/noExplicitAny: yargs command modules have heterogenous argument types.
-export const COMMANDS: CommandModule<any, any>[] = [upCommand, initCommand, chainCommand, farmCommand, putCommand, getCommand, lsCommand, rmCommand, statCommand, mountCommand, unmountCommand];
+export const COMMANDS: CommandModule<any, any>[] = [upCommand, initCommand, chainCommand, farmCommand, putCommand, getCommand, lsCommand, rmCommand, statCommand, mountCommand, unmountCommand, recoverCommand];

@@ -17,10 +17,7 @@ export const initCommand: CommandModule<object, InitArgs> = {
   command: "init",
   describe: "Create a home directory with a new 24-word phrase (or the one in --phrase-file)",
   builder: (yargs) =>
-    addOptions(yargs, ["home", "json"]).option("phrase-file", {
-      type: "string",
-      describe: "Read the phrase from this file instead of making a new one ('-' for standard input)",
-    }) as never,
+    addOptions(yargs, ["home", "json", "phrase-file"]) as never,
   handler: async (args) => {
     let phrase: string | undefined;
     if (args["phrase-file"] !== undefined) {

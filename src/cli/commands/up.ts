@@ -12,7 +12,9 @@ import type { CommandModule } from "yargs";
 import { createLogger } from "../../core/logging.js";
 import { addOptions } from "../../core/options.js";
 import { type CliProcess, cliMain, type DevNetStatus, spawnCliProcess, startDevNet, stopChild, writeUpFile } from "../../node/devnet.js";
+import { type DriveStatus, fileHealth, readDriveStatus } from "../../node/drive-status.js";
 import { initHome } from "../../node/home.js";
+import { formatBytes } from "../../core/units.js";
 
 interface UpArgs {
   home: string;
@@ -26,6 +28,65 @@ interface UpArgs {
   renter: boolean;
   mount: string;
   json: boolean;
+  "snapshot-delay": number;
+}
+
+/** The drive's part of a status line: uploads in flight, files with their health given which farmers are up, the backup. */
+interface DriveView {
+  uploads: DriveStatus["uploads"];
+  files: Array<{ path: string; size: number; health: string; livePieces: number }>;
+  moreFiles: number;
+  snapshot: DriveStatus["snapshot"];
+  /** Seconds since the drive last wrote its status (a stale one means the drive is stuck or gone). */
+  ageSeconds: number;
+}
+
+function driveView(drive: DriveStatus | undefined, status: DevNetStatus): DriveView | undefined {
+  if (drive === undefined) return undefined;
+  const up = new Set(status.farmers.filter((f) => f.up && f.wallet !== undefined).map((f) => f.wallet!.toLowerCase()));
+  return {
+    uploads: drive.uploads,
+    files: drive.files.map((f) => {
+      const { health, live } = fileHealth(f, (wallet) => up.has(wallet.toLowerCase()));
+      return { path: f.path, size: f.size, health, livePieces: live };
+    }),
+    moreFiles: drive.moreFiles,
+    snapshot: drive.snapshot,
+    ageSeconds: Math.max(0, Math.round((Date.now() - Date.parse(drive.time)) / 1000)),
+  };
+}
+
+/** Most files listed on the terminal screen. */
+const SCREEN_FILES = 12;
+
+function renderDrive(view: DriveView): string[] {
+  const lines: string[] = [];
+  if (view.uploads.length === 0) lines.push("uploads: none in flight");
+  else {
+    lines.push(`uploads in flight: ${view.uploads.length}`);
+    for (const u of view.uploads) {
+      const pct = u.bytes === undefined || u.bytes === 0 ? "" : ` ${Math.floor((100 * u.bytesDone) / u.bytes)
+        .toString()
+        .padStart(3)}%`;
+      lines.push(`  ${u.path}  ${formatBytes(u.bytesDone)}${u.bytes === undefined ? "" : ` of ${formatBytes(u.bytes)}`}${pct}`);
+    }
+  }
+  const total = view.files.length + view.moreFiles;
+  const unhealthy = view.files.filter((f) => f.health !== "healthy" && f.health !== "inline").length;
+  lines.push(`files: ${total}${unhealthy > 0 ? `, ${unhealthy} not fully healthy` : ", all healthy"}`);
+  // Worst first, so a problem is never scrolled off the screen.
+  const rank: Record<string, number> = { lost: 0, repair: 1, degraded: 2, healthy: 3, inline: 4 };
+  const shown = [...view.files].sort((a, b) => (rank[a.health] ?? 9) - (rank[b.health] ?? 9) || a.path.localeCompare(b.path)).slice(0, SCREEN_FILES);
+  for (const f of shown) {
+    const pieces = f.health === "inline" ? "in metadata" : `${f.livePieces} live pieces/segment`;
+    lines.push(`  ${f.health.padEnd(8)}  ${formatBytes(f.size).padStart(10)}  ${pieces.padEnd(22)}  ${f.path}`);
+  }
+  if (total > shown.length) lines.push(`  … and ${total - shown.length} more`);
+  const s = view.snapshot;
+  const stored =
+    s.sequence !== undefined ? `#${s.sequence} at ${s.at}` : s.onChain !== undefined && s.onChain > 0 ? `#${s.onChain} (from an earlier run)` : "none stored yet";
+  lines.push(`metadata backup: ${stored}${s.dirty ? " (changes pending)" : ""}${s.error === undefined ? "" : ` — last attempt failed: ${s.error}`}`);
+  return lines;
 }
 
 /** Seconds between status refreshes. */
@@ -35,7 +96,7 @@ const MOUNT_START_TIMEOUT_MS = 120_000;
 /** Longest wait for the drive to upload what is staged and unmount at stop. */
 const MOUNT_STOP_TIMEOUT_MS = 10 * 60_000;
 
-function renderStatus(status: DevNetStatus, home: string, notes: string[]): string {
+function renderStatus(status: DevNetStatus, home: string, notes: string[], drive: DriveView | undefined): string {
   const lines = [
     `dstor local network — home ${home}`,
     `chain: block ${status.block}, epoch ${status.epoch}`,
@@ -57,6 +118,7 @@ function renderStatus(status: DevNetStatus, home: string, notes: string[]): stri
     const tokens = (Number(status.renter.tokens) / 1e6).toFixed(6);
     lines.push(`renter ${status.renter.address}: ${tokens} tokens in the wallet`);
   }
+  if (drive !== undefined) lines.push(...renderDrive(drive), "");
   lines.push(...notes, "Press Ctrl-C to stop everything.");
   return lines.join("\n");
 }
@@ -66,7 +128,7 @@ export const upCommand: CommandModule<object, UpArgs> = {
   command: "up",
   describe: "Run everything locally: the chain, farmers on 127.0.N.1, and the renter; with a live status screen",
   builder: (yargs) =>
-    addOptions(yargs, ["home", "farmer-count", "farmer-port", "port", "block-time", "chain-rpc", "quota", "price-tb-month", "renter", "mount", "json"]) as never,
+    addOptions(yargs, ["home", "farmer-count", "farmer-port", "port", "block-time", "chain-rpc", "quota", "price-tb-month", "renter", "mount", "json", "snapshot-delay"]) as never,
   handler: async (args) => {
     const logger = createLogger("dstor:up");
     const notes: string[] = [];
@@ -109,7 +171,8 @@ export const upCommand: CommandModule<object, UpArgs> = {
         // own FUSE mount, and a crash of the drive is not a crash of the network.
         mountpoint = resolve(args.mount);
         await mkdir(mountpoint, { recursive: true });
-        drive = spawnCliProcess([cliMain(), "mount", mountpoint, "--home", args.home, "--chain-rpc", net.rpcUrl, "--json"], "mounted", {
+        const driveArgs = [cliMain(), "mount", mountpoint, "--home", args.home, "--chain-rpc", net.rpcUrl, "--snapshot-delay", String(args["snapshot-delay"]), "--json"];
+        drive = spawnCliProcess(driveArgs, "mounted", {
           name: "the drive",
           timeoutMs: MOUNT_START_TIMEOUT_MS,
           signal: stopController.signal,
@@ -126,8 +189,9 @@ export const upCommand: CommandModule<object, UpArgs> = {
       while (!stopController.signal.aborted) {
         try {
           const status = await net.status({ renter: renterAddress });
-          if (interactive) process.stdout.write(`\x1b[2J\x1b[H${renderStatus(status, args.home, notes)}\n`);
-          else process.stdout.write(`${JSON.stringify({ event: "status", time: new Date().toISOString(), ...status })}\n`);
+          const view = args.renter ? driveView(await readDriveStatus(args.home), status) : undefined;
+          if (interactive) process.stdout.write(`\x1b[2J\x1b[H${renderStatus(status, args.home, notes, view)}\n`);
+          else process.stdout.write(`${JSON.stringify({ event: "status", time: new Date().toISOString(), ...status, ...(view === undefined ? {} : { drive: view }) })}\n`);
         } catch (error) {
           logger.warn("could not read the status", { error });
         }
