@@ -60,6 +60,8 @@ function loadFuse(): FuseConstructor {
 
 const S_IFDIR = 0o040000;
 const S_IFREG = 0o100000;
+const S_IFLNK = 0o120000;
+const FILE_TYPE_BITS = { dir: S_IFDIR, file: S_IFREG, symlink: S_IFLNK } as const;
 
 function toStat(a: DriveAttr, uid: number, gid: number): Record<string, unknown> {
   const time = new Date(a.mtimeMs);
@@ -67,7 +69,7 @@ function toStat(a: DriveAttr, uid: number, gid: number): Record<string, unknown>
     mtime: time,
     atime: time,
     ctime: time,
-    mode: (a.type === "dir" ? S_IFDIR : S_IFREG) | (a.mode & 0o7777),
+    mode: FILE_TYPE_BITS[a.type] | (a.mode & 0o7777),
     size: a.type === "dir" ? 4096 : a.size,
     nlink: a.type === "dir" ? 2 : 1,
     uid,
@@ -103,9 +105,11 @@ export function fuseOperations(drive: Drive, logger: Logger): Record<string, unk
     chown: (path: string, uid: number, gid: number, cb: Cb) => run("chown", META_OP_DEADLINE_MS, cb, () => drive.chown(path, uid, gid), ok(cb)),
     utimens: (path: string, _atime: number, mtime: number, cb: Cb) => run("utimens", META_OP_DEADLINE_MS, cb, () => drive.utimens(path, Number(mtime)), ok(cb)),
     statfs: (_path: string, cb: Cb) => cb(0, drive.statfs()),
-    symlink: (_src: string, _dest: string, cb: Cb) => cb(toErrno(new DstorError("NOT_PERMITTED", "symlinks are not supported"))),
-    link: (_src: string, _dest: string, cb: Cb) => cb(toErrno(new DstorError("NOT_PERMITTED", "hard links are not supported"))),
-    readlink: (_path: string, cb: Cb) => cb(toErrno(new DstorError("INVALID_ARGUMENT", "not a symlink"))),
+    // fuse-native passes (target, linkPath).
+    symlink: (target: string, path: string, cb: Cb) => run("symlink", META_OP_DEADLINE_MS, cb, () => drive.symlink(target, path), ok(cb)),
+    readlink: (path: string, cb: Cb) => run("readlink", META_OP_DEADLINE_MS, cb, () => drive.readlink(path), (target) => cb(0, target)),
+    // Hard links: EPERM, as Linux answers for filesystems without them (see drive.ts).
+    link: (_src: string, _dest: string, cb: Cb) => cb(toErrno(new DstorError("NOT_PERMITTED", "the drive has no hard links"))),
     create: (path: string, mode: number, cb: Cb) => run("create", META_OP_DEADLINE_MS, cb, () => drive.create(path, mode), (fd) => cb(0, fd)),
     open: (path: string, flags: number, cb: Cb) => run("open", READ_OP_DEADLINE_MS, cb, () => drive.open(path, flags), (fd) => cb(0, fd)),
     read: (_path: string, fd: number, buf: Buffer, len: number, pos: number, cb: Cb) =>
