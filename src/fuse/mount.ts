@@ -9,14 +9,14 @@
  */
 import { execFile } from "node:child_process";
 import { readdir, readFile, stat } from "node:fs/promises";
-import { createRequire } from "node:module";
-import { dirname, join, resolve } from "node:path";
+import { resolve } from "node:path";
 import { promisify } from "node:util";
 import { raceSignal, withDeadline } from "../core/abort.js";
 import { DstorError } from "../core/errors.js";
 import { type Logger, silentLogger } from "../core/logging.js";
 import type { Drive, DriveAttr } from "./drive.js";
 import { toErrno } from "./errno.js";
+import { loadFuseNative } from "./native-fuse.js";
 
 const execFileAsync = promisify(execFile);
 
@@ -33,8 +33,6 @@ interface FuseInstance {
   mount(cb: (error: Error | null) => void): void;
   unmount(cb: (error: Error | null) => void): void;
 }
-const requireHere = createRequire(import.meta.url);
-
 /**
  * After an external `fusermount -u`, fuse-native's FUSE thread ends but its
  * uv async handle still holds the event loop; `fuse.unmount()` would fail
@@ -42,17 +40,17 @@ const requireHere = createRequire(import.meta.url);
  * binding directly — what fuse-native's own close does after fusermount.
  */
 function releaseNativeHandle(fuse: FuseInstance): void {
-  const fuseDir = dirname(requireHere.resolve("fuse-native/package.json"));
-  const binding = createRequire(join(fuseDir, "index.js"))("node-gyp-build")(fuseDir) as { fuse_native_unmount(mnt: string, thread: Buffer): void };
   const internals = fuse as unknown as { mnt: string; _thread: Buffer | null };
-  if (internals._thread !== null) binding.fuse_native_unmount(internals.mnt, internals._thread);
+  if (internals._thread !== null) loadFuseNative().binding.fuse_native_unmount(internals.mnt, internals._thread);
 }
 
 type FuseConstructor = new (mnt: string, ops: Record<string, unknown>, opts: Record<string, unknown>) => FuseInstance;
 
-function loadFuse(): FuseConstructor {
+function loadFuse(logger: Logger): FuseConstructor {
   try {
-    return requireHere("fuse-native") as FuseConstructor;
+    const { Fuse, mtimeFixed } = loadFuseNative();
+    if (!mtimeFixed) logger.warn("fuse-native's rebuilt addon is missing (run make): tools cannot set modification times on the drive");
+    return Fuse as FuseConstructor;
   } catch (cause) {
     throw new DstorError("NATIVE_UNAVAILABLE", "fuse-native is not available; install libfuse2 and reinstall dstor", { cause });
   }
@@ -192,7 +190,7 @@ export interface MountedDrive {
 /** Mounts `drive` at the (prepared) absolute `mountpoint`. */
 export async function mountDrive(drive: Drive, mountpoint: string, init: MountInit = {}): Promise<MountedDrive> {
   const logger = init.logger ?? silentLogger("dstor:fuse");
-  const Fuse = loadFuse();
+  const Fuse = loadFuse(logger);
   // fuse-native's own timeouts are a backstop behind ours (they answer ETIMEDOUT too).
   const backstop = 30_000;
   const fuse = new Fuse(mountpoint, fuseOperations(drive, logger), {
