@@ -26,8 +26,8 @@
  * Ownership is not stored: every node reports the mounting user; chown to
  * that user is a no-op, to anyone else EPERM.
  *
- * Lock order: a namespace change (rename, unlink, rmdir) first waits for
- * the upload chains of the staged items it touches, then calls metadata
+ * Lock order: a namespace change (rename, unlink) first holds the upload
+ * chains of the staged items it touches (see `#hold`), then calls metadata
  * (whose own mutex serialises it). Uploads of one item run one at a time on
  * that item's chain; nothing holds a lock across another item's chain.
  */
@@ -229,17 +229,23 @@ export class Drive {
   async unlink(path: string): Promise<void> {
     this.#writable();
     const p = norm(path);
-    const item = this.#items.get(p);
-    if (item !== undefined) {
-      await item.chain;
+    const held = this.#items.get(p);
+    const release = held === undefined ? undefined : await this.#hold([held]);
+    try {
+      // Read only now: an upload that just ended may have taken the item out of staging.
+      const item = this.#items.get(p);
+      if (item === undefined) {
+        await this.#unlinkMeta(p);
+        return;
+      }
       this.#items.delete(p);
       item.unlinked = true;
       item.generation++;
       if (item.uploaded >= 0) await this.#unlinkMeta(p);
       if (item.opens === 0) await this.#staging.discard(item.staging);
-      return;
+    } finally {
+      release?.();
     }
-    await this.#unlinkMeta(p);
   }
 
   async #unlinkMeta(p: string): Promise<void> {
@@ -261,9 +267,19 @@ export class Drive {
     const dst = norm(to);
     if (src === dst) return;
     if (isUnder(dst, src)) throw new DstorError("INVALID_ARGUMENT", `cannot move ${src} into itself`);
+    const release = await this.#hold([...this.#items.entries()].filter(([p]) => isUnder(p, src) || p === dst).map(([, i]) => i));
+    try {
+      await this.#renameHeld(src, dst);
+    } finally {
+      release();
+    }
+  }
+
+  /** rename() while no upload of the items it touches can start or be running. */
+  async #renameHeld(src: string, dst: string): Promise<void> {
+    // Read only now: an upload that just ended may have taken items out of staging.
     const moving = [...this.#items.entries()].filter(([p]) => isUnder(p, src));
     const target = this.#items.get(dst);
-    await Promise.all([...moving.map(([, i]) => i.chain), target?.chain]);
     // Decide what metadata holds: the source may exist only in staging.
     let srcInMeta = true;
     try {
@@ -305,6 +321,26 @@ export class Drive {
       await this.#staging.writeRecord(item.staging);
     }
     for (const h of this.#handles.values()) if (isUnder(h.path, src)) h.path = dst + h.path.slice(src.length);
+  }
+
+  /**
+   * Waits until no upload of `items` runs and keeps new ones from starting
+   * until the returned release is called: the step of the lock order that
+   * makes a namespace change atomic with respect to uploads (an upload
+   * captures its path when it starts).
+   */
+  async #hold(items: OpenItem[]): Promise<() => void> {
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const before = items.map((item) => {
+      const previous = item.chain;
+      item.chain = previous.then(() => gate);
+      return previous;
+    });
+    await Promise.all(before);
+    return release;
   }
 
   /** Creates a symbolic link at `path` pointing at `target` (stored verbatim). */
@@ -446,10 +482,17 @@ export class Drive {
     // A file staged after this handle opened it clean is read from staging too.
     const item = h.item ?? (h.clean === undefined ? undefined : this.#items.get(h.path));
     if (item !== undefined) {
-      const want = Math.max(0, Math.min(length, item.staging.record.size - position));
-      if (want === 0) return 0;
-      const { bytesRead } = await item.staging.handle.read(buffer, 0, want, position);
-      return bytesRead;
+      // A handle that opened the file clean is not counted in `opens`: count it while it reads, so the item's upload cannot close the staging file under the read.
+      const borrowed = h.item === undefined;
+      if (borrowed) item.opens++;
+      try {
+        const want = Math.max(0, Math.min(length, item.staging.record.size - position));
+        if (want === 0) return 0;
+        const { bytesRead } = await item.staging.handle.read(buffer, 0, want, position);
+        return bytesRead;
+      } finally {
+        if (borrowed && --item.opens === 0 && !item.unlinked) this.#upload(item).catch((error: unknown) => this.#log.warn("background upload failed", { path: item.staging.record.path, error: String(error) }));
+      }
     }
     const record = h.clean!;
     const chunkSize = record.file?.segmentSize ?? 8 * 1024 * 1024;
