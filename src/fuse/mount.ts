@@ -199,6 +199,9 @@ export async function mountDrive(drive: Drive, mountpoint: string, init: MountIn
     allowOther: init.allowOther ?? false,
     fsname: "dstor",
     subtype: "dstor",
+    // auto_cache: the kernel keeps a file's pages across opens while its size and mtime stay the same
+    // (every change goes through this mount, so they change with it): warm reads run at page-cache speed.
+    autoCache: true,
     timeout: {
       default: META_OP_DEADLINE_MS + backstop,
       read: READ_OP_DEADLINE_MS + backstop,

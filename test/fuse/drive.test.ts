@@ -183,6 +183,22 @@ test("symlinks: create, readlink, getattr reports the link, unlink and rename; h
   await assert.rejects(meta.lookup("/m"), code("NO_SUCH_FILE"));
 });
 
+test("rename counts staged files: a directory holding one is not empty, a staged target is a file", async (t) => {
+  const { drive, meta } = await setup(t);
+  await drive.mkdir("/full", 0o755);
+  const fd = await drive.create("/full/only-staged", 0o644);
+  await drive.write(fd, Buffer.from("keep me"), 7, 0);
+  await drive.mkdir("/other", 0o755);
+  await assert.rejects(drive.rename("/other", "/full"), code("DIRECTORY_NOT_EMPTY"));
+  const staged = await drive.create("/staged-file", 0o644);
+  await assert.rejects(drive.rename("/other", "/staged-file"), code("NOT_A_DIRECTORY"));
+  await drive.release(staged);
+  await drive.release(fd);
+  await drive.drain();
+  assert.equal(await readAll(drive, "/full/only-staged"), "keep me");
+  assert.equal((await meta.lookup("/other")).type, "dir");
+});
+
 test("rename of a staged file that is still open, and unlink while open", async (t) => {
   const { drive, data } = await setup(t);
   const fd = await drive.create("/a", 0o644);
