@@ -8,10 +8,12 @@ TS_SOURCES := $(shell find src test scripts -name '*.ts' -not -path 'src/chain/g
 NATIVE_SOURCES := $(wildcard native-bindings/*.c native-bindings/*.h native-bindings/binding.gyp native-bindings/build.sh)
 CONTRACT_SOURCES := $(wildcard contracts/*.sol scripts/compile-contracts.mjs)
 NATIVE_ADDON := native-bindings/build/Release/dstor_native.node
+FUSE_SOURCES := $(wildcard native-bindings/fuse/*.c native-bindings/fuse/*.h native-bindings/fuse/binding.gyp native-bindings/fuse/build.sh)
+FUSE_ADDON := native-bindings/fuse/build/Release/fuse_native_dstor.node
 CONTRACTS_TS := src/chain/generated/contracts.ts
 STAMPS := .stamps
 
-all: $(STAMPS)/native $(STAMPS)/wasm $(STAMPS)/tsc
+all: $(STAMPS)/native $(STAMPS)/fuse $(STAMPS)/wasm $(STAMPS)/tsc
 
 $(STAMPS):
 	@mkdir -p $@
@@ -23,6 +25,16 @@ $(STAMPS)/native: $(NATIVE_SOURCES) | $(STAMPS)
 	  echo "dstor build: native addon" >&2; \
 	  bash native-bindings/build.sh >$(STAMPS)/native.log 2>&1 \
 	    || { echo "dstor build: WARNING: the native addon did not build (see $(STAMPS)/native.log); falling back to WebAssembly kernels" >&2; rm -f $(NATIVE_ADDON); }; \
+	fi
+	@touch $@
+
+# fuse-native's addon with dstor's utimens fix (native-bindings/fuse/README.md);
+# without it the stock prebuild is used and mtimes cannot be set on the drive.
+$(STAMPS)/fuse: $(FUSE_SOURCES) | $(STAMPS)
+	@if [ -f native-bindings/fuse/build.sh ]; then \
+	  echo "dstor build: fuse addon" >&2; \
+	  bash native-bindings/fuse/build.sh >$(STAMPS)/fuse.log 2>&1 \
+	    || { echo "dstor build: WARNING: the fuse addon did not build (see $(STAMPS)/fuse.log); the drive cannot set modification times" >&2; rm -f $(FUSE_ADDON); }; \
 	fi
 	@touch $@
 
@@ -41,6 +53,6 @@ $(STAMPS)/tsc: $(TS_SOURCES) $(CONTRACTS_TS) tsconfig.json package.json | $(STAM
 	@touch $@
 
 clean:
-	rm -rf dist build native-bindings/build $(STAMPS) src/chain/generated
+	rm -rf dist build native-bindings/build native-bindings/fuse/build $(STAMPS) src/chain/generated
 
 .PHONY: all clean

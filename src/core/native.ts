@@ -110,7 +110,7 @@ let loaded: { bindings: NativeBindings | undefined; error: string | undefined } 
  * The directory that holds `package.json`, found by walking up from `start`;
  * `undefined` at the file-system root.
  */
-function findPackageRoot(start: string): string | undefined {
+export function findPackageRoot(start: string): string | undefined {
   let dir = start;
   for (;;) {
     if (existsSync(join(dir, "package.json"))) return dir;

@@ -17,26 +17,26 @@
  * (write-back). When an upload finishes and nothing changed meanwhile, a
  * file nobody holds open goes back to clean and its staging item is deleted.
  *
- * Attributes metadata has no setter for (chmod/utimens of a clean file) are
- * kept in an {@link AttrOverlay} keyed by inode (never reused), persisted in
- * the cache directory. Ownership is not stored: every node reports the
- * mounting user; chown to that user is a no-op, to anyone else EPERM.
- * Symlinks and hard links are refused with EPERM (the metadata has no link
- * type), so tools fall back to copying.
+ * Symlinks are metadata records (`symlink`, `readlink`); the kernel resolves
+ * them above the FUSE edge, so every path the drive sees is already resolved
+ * and getattr reports links themselves (lstat semantics). Hard links are
+ * refused with EPERM — what Linux answers for filesystems without them (vfat,
+ * for instance), and what git, rsync, tar and cp treat as "copy or rename
+ * instead"; an inode with two names would need link counts in metadata.
+ * Ownership is not stored: every node reports the mounting user; chown to
+ * that user is a no-op, to anyone else EPERM.
  *
- * Lock order: a namespace change (rename, unlink, rmdir) first waits for
- * the upload chains of the staged items it touches, then calls metadata
+ * Lock order: a namespace change (rename, unlink) first holds the upload
+ * chains of the staged items it touches (see `#hold`), then calls metadata
  * (whose own mutex serialises it). Uploads of one item run one at a time on
  * that item's chain; nothing holds a lock across another item's chain.
  */
 import { createReadStream } from "node:fs";
-import { readFile, rename as fsRename, writeFile } from "node:fs/promises";
-import { join } from "node:path";
 import type { SegmentCache } from "../cache/segment-cache.js";
 import type { StagingArea, StagingItem } from "../cache/staging.js";
 import { DstorError, isDstorError } from "../core/errors.js";
 import { type Logger, silentLogger } from "../core/logging.js";
-import type { DirEntry, InodeRecord } from "../metadata/types.js";
+import type { DirEntry, InodeRecord, InodeType } from "../metadata/types.js";
 
 /** The metadata operations the drive needs (satisfied by `MetadataDb`). */
 export interface DriveMetadata {
@@ -46,6 +46,9 @@ export interface DriveMetadata {
   rmdir(path: string): Promise<void>;
   unlink(path: string): Promise<unknown>;
   rename(from: string, to: string): Promise<unknown>;
+  symlink(path: string, target: string): Promise<InodeRecord>;
+  readlink(path: string): Promise<string>;
+  setattr(path: string, attrs: { mode?: number | undefined; mtimeMs?: number | undefined }): Promise<InodeRecord>;
 }
 
 /** The data operations the drive needs (satisfied by `Renter`). */
@@ -58,7 +61,7 @@ export interface DriveData {
 
 /** What getattr reports. */
 export interface DriveAttr {
-  type: "dir" | "file";
+  type: InodeType;
   /** Permission bits only (no file type bits). */
   mode: number;
   size: number;
@@ -102,42 +105,13 @@ interface Handle {
   clean?: InodeRecord | undefined;
 }
 
-/** Attributes that metadata cannot store yet, by inode. */
-export class AttrOverlay {
-  readonly #file: string;
-  #map = new Map<number, { mode?: number; mtimeMs?: number }>();
-  #saving: Promise<void> = Promise.resolve();
-
-  constructor(file: string) {
-    this.#file = file;
-  }
-
-  /** Loads the overlay (a missing file is an empty overlay). */
-  async load(): Promise<void> {
-    try {
-      this.#map = new Map(Object.entries(JSON.parse(await readFile(this.#file, "utf8")) as Record<string, { mode?: number; mtimeMs?: number }>).map(([k, v]) => [Number(k), v]));
-    } catch {
-      this.#map = new Map();
-    }
-  }
-
-  /** The record with the overlay's attributes applied. */
-  apply(record: InodeRecord): InodeRecord {
-    const o = this.#map.get(record.inode);
-    return o === undefined ? record : { ...record, ...o };
-  }
-
-  /** Sets attributes of `inode` and persists the overlay (temp file + rename). */
-  set(inode: number, attrs: { mode?: number; mtimeMs?: number }): Promise<void> {
-    this.#map.set(inode, { ...this.#map.get(inode), ...attrs });
-    const snapshot = JSON.stringify(Object.fromEntries(this.#map));
-    this.#saving = this.#saving.then(async () => {
-      await writeFile(`${this.#file}.tmp`, snapshot);
-      await fsRename(`${this.#file}.tmp`, this.#file);
-    });
-    return this.#saving;
-  }
-}
+/**
+ * Background (write-back) uploads running at once. Each upload also signs
+ * orders and deal states on this event loop, so more at once only make the
+ * FUSE operations queue behind them (tar x of a source tree waited up to
+ * 0.5 s per create). fsync and unmount do not wait for a slot.
+ */
+export const BACKGROUND_UPLOADS_MAX = 2;
 
 const O_ACCMODE = 3;
 const O_TRUNC = 0o1000;
@@ -164,7 +138,6 @@ export class Drive {
   readonly #data: DriveData;
   readonly #staging: StagingArea;
   readonly #cache: SegmentCache;
-  readonly #overlay: AttrOverlay;
   readonly #log: Logger;
   readonly #readOnly: boolean;
   readonly #capacity: number;
@@ -173,13 +146,14 @@ export class Drive {
   readonly #items = new Map<string, OpenItem>();
   readonly #handles = new Map<number, Handle>();
   #nextFd = 1;
+  #backgroundRunning = 0;
+  readonly #backgroundQueue: Array<() => void> = [];
 
   constructor(init: DriveInit) {
     this.#meta = init.metadata;
     this.#data = init.data;
     this.#staging = init.staging;
     this.#cache = init.cache;
-    this.#overlay = new AttrOverlay(join(init.staging.dir, "attrs.json"));
     this.#log = init.logger ?? silentLogger("dstor:fuse");
     this.#readOnly = init.readOnly ?? false;
     this.#capacity = init.capacityBytes ?? STATFS_DEFAULT_CAPACITY_BYTES;
@@ -187,9 +161,8 @@ export class Drive {
     this.gid = init.gid ?? process.getgid?.() ?? 0;
   }
 
-  /** Loads the attribute overlay and uploads journal leftovers of an earlier process; returns how many were replayed. */
+  /** Uploads journal leftovers of an earlier process; returns how many were replayed. */
   async start(options: { signal?: AbortSignal | undefined } = {}): Promise<number> {
-    await this.#overlay.load();
     let replayed = 0;
     for (const left of await this.#staging.leftovers()) {
       const { path, mode, mtimeMs } = left.record;
@@ -231,7 +204,7 @@ export class Drive {
       const r = item.staging.record;
       return { type: "file", mode: r.mode, size: r.size, mtimeMs: r.mtimeMs, inode: 0 };
     }
-    const record = this.#overlay.apply(await this.#meta.lookup(p));
+    const record = await this.#meta.lookup(p);
     return { type: record.type, mode: record.mode, size: record.size, mtimeMs: record.mtimeMs, inode: record.inode };
   }
 
@@ -266,17 +239,23 @@ export class Drive {
   async unlink(path: string): Promise<void> {
     this.#writable();
     const p = norm(path);
-    const item = this.#items.get(p);
-    if (item !== undefined) {
-      await item.chain;
+    const held = this.#items.get(p);
+    const release = held === undefined ? undefined : await this.#hold([held]);
+    try {
+      // Read only now: an upload that just ended may have taken the item out of staging.
+      const item = this.#items.get(p);
+      if (item === undefined) {
+        await this.#unlinkMeta(p);
+        return;
+      }
       this.#items.delete(p);
       item.unlinked = true;
       item.generation++;
       if (item.uploaded >= 0) await this.#unlinkMeta(p);
       if (item.opens === 0) await this.#staging.discard(item.staging);
-      return;
+    } finally {
+      release?.();
     }
-    await this.#unlinkMeta(p);
   }
 
   async #unlinkMeta(p: string): Promise<void> {
@@ -298,13 +277,24 @@ export class Drive {
     const dst = norm(to);
     if (src === dst) return;
     if (isUnder(dst, src)) throw new DstorError("INVALID_ARGUMENT", `cannot move ${src} into itself`);
+    const release = await this.#hold([...this.#items.entries()].filter(([p]) => isUnder(p, src) || p === dst).map(([, i]) => i));
+    try {
+      await this.#renameHeld(src, dst);
+    } finally {
+      release();
+    }
+  }
+
+  /** rename() while no upload of the items it touches can start or be running. */
+  async #renameHeld(src: string, dst: string): Promise<void> {
+    // Read only now: an upload that just ended may have taken items out of staging.
     const moving = [...this.#items.entries()].filter(([p]) => isUnder(p, src));
     const target = this.#items.get(dst);
-    await Promise.all([...moving.map(([, i]) => i.chain), target?.chain]);
     // Decide what metadata holds: the source may exist only in staging.
     let srcInMeta = true;
+    let srcRecord: InodeRecord | undefined;
     try {
-      await this.#meta.lookup(src);
+      srcRecord = await this.#meta.lookup(src);
     } catch (error) {
       if (!isDstorError(error, "NO_SUCH_FILE")) throw error;
       srcInMeta = false;
@@ -319,6 +309,9 @@ export class Drive {
       const parent = await this.#meta.lookup(parentOf(dst));
       if (parent.type !== "dir") throw new DstorError("NOT_A_DIRECTORY", `${parentOf(dst)} is not a directory`);
     }
+    // Staged files are entries metadata does not know yet: they make a target directory non-empty and a staged target a file.
+    if (dstRecord?.type === "dir" && [...this.#items.keys()].some((p) => isUnder(p, dst) && p !== dst)) throw new DstorError("DIRECTORY_NOT_EMPTY", `${dst} is not empty`);
+    if (target !== undefined && srcRecord?.type === "dir") throw new DstorError("NOT_A_DIRECTORY", `${dst} is not a directory`);
     if (srcInMeta) {
       await this.#meta.rename(src, dst);
       if (dstRecord?.type === "file") this.#backgroundDeletes();
@@ -344,32 +337,67 @@ export class Drive {
     for (const h of this.#handles.values()) if (isUnder(h.path, src)) h.path = dst + h.path.slice(src.length);
   }
 
+  /**
+   * Waits until no upload of `items` runs and keeps new ones from starting
+   * until the returned release is called: the step of the lock order that
+   * makes a namespace change atomic with respect to uploads (an upload
+   * captures its path when it starts).
+   */
+  async #hold(items: OpenItem[]): Promise<() => void> {
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const before = items.map((item) => {
+      const previous = item.chain;
+      item.chain = previous.then(() => gate);
+      return previous;
+    });
+    await Promise.all(before);
+    return release;
+  }
+
+  /** Creates a symbolic link at `path` pointing at `target` (stored verbatim). */
+  async symlink(target: string, path: string): Promise<void> {
+    this.#writable();
+    const p = norm(path);
+    if (this.#items.has(p)) throw new DstorError("FILE_EXISTS", `${p} already exists`);
+    await this.#meta.symlink(p, target);
+  }
+
+  /** The target of the symlink at `path` (EINVAL when it is not one). */
+  readlink(path: string): Promise<string> {
+    return this.#meta.readlink(norm(path));
+  }
+
+  /**
+   * Sets attributes: in metadata for a clean file (one batch, no upload); in
+   * the journal record of a staged one, whose upload carries them (or, if its
+   * content is already committed, in metadata too).
+   */
+  async #setattr(p: string, attrs: { mode?: number; mtimeMs?: number }): Promise<void> {
+    // An upload in progress ends first (it may take the item out of staging).
+    await this.#items.get(p)?.chain;
+    const item = this.#items.get(p);
+    if (item === undefined) {
+      await this.#meta.setattr(p, attrs);
+      return;
+    }
+    Object.assign(item.staging.record, attrs);
+    await this.#staging.writeRecord(item.staging);
+    if (item.generation === item.uploaded) await this.#meta.setattr(p, attrs);
+  }
+
   /** Changes permission bits. */
   async chmod(path: string, mode: number): Promise<void> {
     this.#writable();
-    const p = norm(path);
-    const item = this.#items.get(p);
-    if (item !== undefined) {
-      item.staging.record.mode = mode & 0o7777;
-      item.generation++;
-      await this.#staging.writeRecord(item.staging);
-      return;
-    }
-    await this.#overlay.set((await this.#meta.lookup(p)).inode, { mode: mode & 0o7777 });
+    await this.#setattr(norm(path), { mode: mode & 0o7777 });
   }
 
   /** Sets the modification time (atime is not kept). */
   async utimens(path: string, mtimeMs: number): Promise<void> {
     this.#writable();
-    const p = norm(path);
-    const item = this.#items.get(p);
-    if (item !== undefined) {
-      item.staging.record.mtimeMs = mtimeMs;
-      item.generation++;
-      await this.#staging.writeRecord(item.staging);
-      return;
-    }
-    await this.#overlay.set((await this.#meta.lookup(p)).inode, { mtimeMs });
+    await this.#setattr(norm(path), { mtimeMs });
   }
 
   /** Ownership is not stored: a no-op for the mounting user (or -1), EPERM otherwise. */
@@ -391,8 +419,9 @@ export class Drive {
   async #stage(p: string, truncate: boolean): Promise<OpenItem> {
     const existing = this.#items.get(p);
     if (existing !== undefined) return existing;
-    const record = this.#overlay.apply(await this.#meta.lookup(p));
+    const record = await this.#meta.lookup(p);
     if (record.type === "dir") throw new DstorError("IS_A_DIRECTORY", `${p} is a directory`);
+    if (record.type !== "file") throw new DstorError("INVALID_ARGUMENT", `${p} is not a regular file`);
     const staging = await this.#staging.create({ path: p, size: truncate ? 0 : record.size, mode: record.mode, mtimeMs: truncate ? Date.now() : record.mtimeMs });
     try {
       if (!truncate && record.size > 0) {
@@ -467,10 +496,17 @@ export class Drive {
     // A file staged after this handle opened it clean is read from staging too.
     const item = h.item ?? (h.clean === undefined ? undefined : this.#items.get(h.path));
     if (item !== undefined) {
-      const want = Math.max(0, Math.min(length, item.staging.record.size - position));
-      if (want === 0) return 0;
-      const { bytesRead } = await item.staging.handle.read(buffer, 0, want, position);
-      return bytesRead;
+      // A handle that opened the file clean is not counted in `opens`: count it while it reads, so the item's upload cannot close the staging file under the read.
+      const borrowed = h.item === undefined;
+      if (borrowed) item.opens++;
+      try {
+        const want = Math.max(0, Math.min(length, item.staging.record.size - position));
+        if (want === 0) return 0;
+        const { bytesRead } = await item.staging.handle.read(buffer, 0, want, position);
+        return bytesRead;
+      } finally {
+        if (borrowed && --item.opens === 0 && !item.unlinked) this.#background(item);
+      }
     }
     const record = h.clean!;
     const chunkSize = record.file?.segmentSize ?? 8 * 1024 * 1024;
@@ -512,6 +548,14 @@ export class Drive {
   async truncate(path: string, size: number): Promise<void> {
     this.#writable();
     const p = norm(path);
+    if (!this.#items.has(p)) {
+      const record = await this.#meta.lookup(p);
+      // Same size: only the mtime changes (POSIX), which needs no upload.
+      if (record.type === "file" && record.size === size) {
+        await this.#meta.setattr(p, { mtimeMs: Date.now() });
+        return;
+      }
+    }
     const item = await this.#stage(p, size === 0);
     await this.#truncateItem(item, size);
     if (item.opens === 0) await this.#upload(item);
@@ -548,9 +592,22 @@ export class Drive {
       if (item.opens === 0) await this.#staging.discard(item.staging);
       return;
     }
-    if (item.opens === 0) {
-      this.#upload(item).catch((error: unknown) => this.#log.warn("background upload failed; the write stays staged and is retried on the next release, fsync or unmount", { path: item.staging.record.path, error: String(error) }));
-    }
+    if (item.opens === 0) this.#background(item);
+  }
+
+  /** Uploads `item` in the background, at most {@link BACKGROUND_UPLOADS_MAX} at once (queued in order). */
+  #background(item: OpenItem): void {
+    const start = (): void => {
+      this.#backgroundRunning++;
+      this.#upload(item)
+        .catch((error: unknown) => this.#log.warn("background upload failed; the write stays staged and is retried on the next release, fsync or unmount", { path: item.staging.record.path, error: String(error) }))
+        .finally(() => {
+          this.#backgroundRunning--;
+          this.#backgroundQueue.shift()?.();
+        });
+    };
+    if (this.#backgroundRunning < BACKGROUND_UPLOADS_MAX) start();
+    else this.#backgroundQueue.push(start);
   }
 
   /**
@@ -566,6 +623,9 @@ export class Drive {
         await this.#staging.writeRecord(item.staging);
         await this.#data.put(path, createReadStream(item.staging.dataPath, { highWaterMark: 1024 * 1024 }), { mode, mtimeMs, signal: options.signal });
         item.uploaded = generation;
+        // chmod/utimens during the put changed only the record: commit them without another upload.
+        const now = item.staging.record;
+        if (item.generation === generation && (now.mode !== mode || now.mtimeMs !== mtimeMs)) await this.#meta.setattr(path, { mode: now.mode, mtimeMs: now.mtimeMs });
         this.#log.debug("uploaded", { path, size: item.staging.record.size });
         this.#backgroundDeletes();
       }

@@ -9,14 +9,14 @@
  */
 import { execFile } from "node:child_process";
 import { readdir, readFile, stat } from "node:fs/promises";
-import { createRequire } from "node:module";
-import { dirname, join, resolve } from "node:path";
+import { resolve } from "node:path";
 import { promisify } from "node:util";
 import { raceSignal, withDeadline } from "../core/abort.js";
 import { DstorError } from "../core/errors.js";
 import { type Logger, silentLogger } from "../core/logging.js";
 import type { Drive, DriveAttr } from "./drive.js";
 import { toErrno } from "./errno.js";
+import { loadFuseNative } from "./native-fuse.js";
 
 const execFileAsync = promisify(execFile);
 
@@ -33,8 +33,6 @@ interface FuseInstance {
   mount(cb: (error: Error | null) => void): void;
   unmount(cb: (error: Error | null) => void): void;
 }
-const requireHere = createRequire(import.meta.url);
-
 /**
  * After an external `fusermount -u`, fuse-native's FUSE thread ends but its
  * uv async handle still holds the event loop; `fuse.unmount()` would fail
@@ -42,17 +40,17 @@ const requireHere = createRequire(import.meta.url);
  * binding directly — what fuse-native's own close does after fusermount.
  */
 function releaseNativeHandle(fuse: FuseInstance): void {
-  const fuseDir = dirname(requireHere.resolve("fuse-native/package.json"));
-  const binding = createRequire(join(fuseDir, "index.js"))("node-gyp-build")(fuseDir) as { fuse_native_unmount(mnt: string, thread: Buffer): void };
   const internals = fuse as unknown as { mnt: string; _thread: Buffer | null };
-  if (internals._thread !== null) binding.fuse_native_unmount(internals.mnt, internals._thread);
+  if (internals._thread !== null) loadFuseNative().binding.fuse_native_unmount(internals.mnt, internals._thread);
 }
 
 type FuseConstructor = new (mnt: string, ops: Record<string, unknown>, opts: Record<string, unknown>) => FuseInstance;
 
-function loadFuse(): FuseConstructor {
+function loadFuse(logger: Logger): FuseConstructor {
   try {
-    return requireHere("fuse-native") as FuseConstructor;
+    const { Fuse, mtimeFixed } = loadFuseNative();
+    if (!mtimeFixed) logger.warn("fuse-native's rebuilt addon is missing (run make): tools cannot set modification times on the drive");
+    return Fuse as FuseConstructor;
   } catch (cause) {
     throw new DstorError("NATIVE_UNAVAILABLE", "fuse-native is not available; install libfuse2 and reinstall dstor", { cause });
   }
@@ -60,6 +58,8 @@ function loadFuse(): FuseConstructor {
 
 const S_IFDIR = 0o040000;
 const S_IFREG = 0o100000;
+const S_IFLNK = 0o120000;
+const FILE_TYPE_BITS = { dir: S_IFDIR, file: S_IFREG, symlink: S_IFLNK } as const;
 
 function toStat(a: DriveAttr, uid: number, gid: number): Record<string, unknown> {
   const time = new Date(a.mtimeMs);
@@ -67,7 +67,7 @@ function toStat(a: DriveAttr, uid: number, gid: number): Record<string, unknown>
     mtime: time,
     atime: time,
     ctime: time,
-    mode: (a.type === "dir" ? S_IFDIR : S_IFREG) | (a.mode & 0o7777),
+    mode: FILE_TYPE_BITS[a.type] | (a.mode & 0o7777),
     size: a.type === "dir" ? 4096 : a.size,
     nlink: a.type === "dir" ? 2 : 1,
     uid,
@@ -103,9 +103,11 @@ export function fuseOperations(drive: Drive, logger: Logger): Record<string, unk
     chown: (path: string, uid: number, gid: number, cb: Cb) => run("chown", META_OP_DEADLINE_MS, cb, () => drive.chown(path, uid, gid), ok(cb)),
     utimens: (path: string, _atime: number, mtime: number, cb: Cb) => run("utimens", META_OP_DEADLINE_MS, cb, () => drive.utimens(path, Number(mtime)), ok(cb)),
     statfs: (_path: string, cb: Cb) => cb(0, drive.statfs()),
-    symlink: (_src: string, _dest: string, cb: Cb) => cb(toErrno(new DstorError("NOT_PERMITTED", "symlinks are not supported"))),
-    link: (_src: string, _dest: string, cb: Cb) => cb(toErrno(new DstorError("NOT_PERMITTED", "hard links are not supported"))),
-    readlink: (_path: string, cb: Cb) => cb(toErrno(new DstorError("INVALID_ARGUMENT", "not a symlink"))),
+    // fuse-native passes (target, linkPath).
+    symlink: (target: string, path: string, cb: Cb) => run("symlink", META_OP_DEADLINE_MS, cb, () => drive.symlink(target, path), ok(cb)),
+    readlink: (path: string, cb: Cb) => run("readlink", META_OP_DEADLINE_MS, cb, () => drive.readlink(path), (target) => cb(0, target)),
+    // Hard links: EPERM, as Linux answers for filesystems without them (see drive.ts).
+    link: (_src: string, _dest: string, cb: Cb) => cb(toErrno(new DstorError("NOT_PERMITTED", "the drive has no hard links"))),
     create: (path: string, mode: number, cb: Cb) => run("create", META_OP_DEADLINE_MS, cb, () => drive.create(path, mode), (fd) => cb(0, fd)),
     open: (path: string, flags: number, cb: Cb) => run("open", READ_OP_DEADLINE_MS, cb, () => drive.open(path, flags), (fd) => cb(0, fd)),
     read: (_path: string, fd: number, buf: Buffer, len: number, pos: number, cb: Cb) =>
@@ -188,7 +190,7 @@ export interface MountedDrive {
 /** Mounts `drive` at the (prepared) absolute `mountpoint`. */
 export async function mountDrive(drive: Drive, mountpoint: string, init: MountInit = {}): Promise<MountedDrive> {
   const logger = init.logger ?? silentLogger("dstor:fuse");
-  const Fuse = loadFuse();
+  const Fuse = loadFuse(logger);
   // fuse-native's own timeouts are a backstop behind ours (they answer ETIMEDOUT too).
   const backstop = 30_000;
   const fuse = new Fuse(mountpoint, fuseOperations(drive, logger), {
@@ -197,6 +199,9 @@ export async function mountDrive(drive: Drive, mountpoint: string, init: MountIn
     allowOther: init.allowOther ?? false,
     fsname: "dstor",
     subtype: "dstor",
+    // auto_cache: the kernel keeps a file's pages across opens while its size and mtime stay the same
+    // (every change goes through this mount, so they change with it): warm reads run at page-cache speed.
+    autoCache: true,
     timeout: {
       default: META_OP_DEADLINE_MS + backstop,
       read: READ_OP_DEADLINE_MS + backstop,

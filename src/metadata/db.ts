@@ -7,7 +7,7 @@
  * Key layout (one prefix per record kind; values are JSON):
  *
  *   m/next                          next inode number to hand out
- *   i/<inode>                       InodeRecord (directories and files)
+ *   i/<inode>                       InodeRecord (directories, files and symlinks)
  *   d/<parentInode>/<name>          { inode } — a directory entry
  *   s/<inode>/<index, 10 digits>    SegmentMeta — zero-padded so a range scan is in order
  *   f/<farmer>                      FarmerRecord (deal, reputation as seen by us)
@@ -33,7 +33,7 @@ import { Level } from "level";
 import { DstorError } from "../core/errors.js";
 import { type Logger, silentLogger } from "../core/logging.js";
 import type { DirEntry, FarmerRecord, InodeRecord, PieceRef, SegmentMeta, StoredFile } from "./types.js";
-import { ROOT_INODE } from "./types.js";
+import { ROOT_INODE, SYMLINK_TARGET_MAX_BYTES } from "./types.js";
 
 type Value = InodeRecord | SegmentMeta | FarmerRecord | PieceRef | { inode: number } | { next: number };
 type BatchOp = { type: "put"; key: string; value: Value } | { type: "del"; key: string };
@@ -247,6 +247,53 @@ export class MetadataDb {
     });
   }
 
+  /**
+   * Creates a symbolic link at `path` pointing at `target` (stored verbatim,
+   * never resolved here: the kernel resolves links above the FUSE edge).
+   * `FILE_EXISTS` if the name is taken.
+   */
+  symlink(path: string, target: string, options: { mtimeMs?: number } = {}): Promise<InodeRecord> {
+    return this.#write(async () => {
+      if (typeof target !== "string" || target.length === 0 || target.includes("\0")) throw new DstorError("INVALID_ARGUMENT", "a symlink target must be non-empty text without NUL bytes");
+      const size = Buffer.byteLength(target);
+      if (size > SYMLINK_TARGET_MAX_BYTES) throw new DstorError("INVALID_ARGUMENT", `a symlink target is longer than ${SYMLINK_TARGET_MAX_BYTES} bytes`);
+      const { parent, name } = await this.#resolveParent(path);
+      if ((await this.#child(parent.inode, name)) !== undefined) throw new DstorError("FILE_EXISTS", `${normalizePath(path)} already exists`, { details: { path } });
+      const ops: BatchOp[] = [];
+      const inode = await this.#allocInode(ops);
+      const record: InodeRecord = { inode, type: "symlink", mode: 0o777, mtimeMs: options.mtimeMs ?? Date.now(), size, target };
+      ops.push({ type: "put", key: inodeKey(inode), value: record });
+      ops.push({ type: "put", key: direntKey(parent.inode, name), value: { inode } });
+      await this.#db.batch(ops);
+      return record;
+    });
+  }
+
+  /** The target of the symlink at `path`; `INVALID_ARGUMENT` (EINVAL, as readlink(2)) when it is not a symlink. */
+  async readlink(path: string): Promise<string> {
+    const record = await this.lookup(path);
+    if (record.type !== "symlink" || record.target === undefined) throw new DstorError("INVALID_ARGUMENT", `${normalizePath(path)} is not a symbolic link`, { details: { path } });
+    return record.target;
+  }
+
+  /**
+   * Changes attributes of the node at `path` in one batch (read-modify-write
+   * under the mutex, so it never loses a concurrent commit of the same record).
+   * Only the permission bits of `mode` are kept.
+   */
+  setattr(path: string, attrs: { mode?: number | undefined; mtimeMs?: number | undefined }): Promise<InodeRecord> {
+    return this.#write(async () => {
+      if (attrs.mode !== undefined && (!Number.isInteger(attrs.mode) || attrs.mode < 0)) throw new DstorError("INVALID_ARGUMENT", "mode must be a non-negative integer");
+      if (attrs.mtimeMs !== undefined && !Number.isFinite(attrs.mtimeMs)) throw new DstorError("INVALID_ARGUMENT", "mtimeMs must be a finite number");
+      const record = await this.lookup(path);
+      const next: InodeRecord = { ...record };
+      if (attrs.mode !== undefined) next.mode = attrs.mode & 0o7777;
+      if (attrs.mtimeMs !== undefined) next.mtimeMs = attrs.mtimeMs;
+      await this.#db.batch([{ type: "put", key: inodeKey(record.inode), value: next }]);
+      return next;
+    });
+  }
+
   /** Ops that drop a file's segments and move its pieces to the pending-delete set. */
   async #dropFileOps(record: InodeRecord, ops: BatchOp[]): Promise<SegmentMeta[]> {
     const segments = (await this.#scan<SegmentMeta>(segmentPrefix(record.inode))).map(([, s]) => s);
@@ -305,7 +352,7 @@ export class MetadataDb {
     });
   }
 
-  /** Removes the file at `path` in one batch; its pieces move to the pending-delete set. `IS_A_DIRECTORY` for directories. */
+  /** Removes the file or symlink at `path` in one batch; a file's pieces move to the pending-delete set. `IS_A_DIRECTORY` for directories. */
   unlink(path: string): Promise<RemovedFile> {
     return this.#write(async () => {
       const { parent, name } = await this.#resolveParent(path);

@@ -14,9 +14,12 @@ export const SNAPSHOT_INODE = 0;
 export const INLINE_MAX_BYTES = 4 * 1024;
 
 /** What kind of node an inode is. */
-export type InodeType = "dir" | "file";
+export type InodeType = "dir" | "file" | "symlink";
 
-/** A directory or file. */
+/** Longest symlink target, in bytes (Linux PATH_MAX). */
+export const SYMLINK_TARGET_MAX_BYTES = 4096;
+
+/** A directory, file or symbolic link. */
 export interface InodeRecord {
   /** Inode number (never reused). */
   inode: number;
@@ -25,10 +28,12 @@ export interface InodeRecord {
   mode: number;
   /** Modification time, ms since the epoch. */
   mtimeMs: number;
-  /** File size in bytes (0 for directories). */
+  /** File size in bytes (0 for directories; the target's length in bytes for symlinks, as POSIX lstat reports). */
   size: number;
   /** Present on files. */
   file?: FileContent | undefined;
+  /** Present on symlinks: the link's target, stored verbatim (never resolved by dstor). */
+  target?: string | undefined;
 }
 
 /** How a file's bytes are stored. */

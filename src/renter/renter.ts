@@ -143,7 +143,7 @@ export interface FileStat {
   /** `healthy`: pieces on farmers not disqualified; with `verify`, only pieces that verified. */
   segments: Array<{ index: number; plaintextLength: number; pieceSize: number; healthy: number; pieces: PieceStat[] }>;
   /** Lowest piece count of any segment vs. the strategy: `inline`, `healthy` (≥ optimal), `degraded` (> repair), `repair` (≥ k), `lost`. */
-  health: "inline" | "healthy" | "degraded" | "repair" | "lost" | "directory";
+  health: "inline" | "healthy" | "degraded" | "repair" | "lost" | "directory" | "symlink";
 }
 
 function hex(bytes: Uint8Array): string {
@@ -659,7 +659,7 @@ export class Renter {
    */
   async *read(remotePath: string, options: { signal?: AbortSignal | undefined; onProgress?: ProgressFn | undefined } = {}): AsyncGenerator<Uint8Array> {
     const record = await this.#c.metadata.lookup(remotePath);
-    if (record.type !== "file" || record.file === undefined) throw new DstorError("IS_A_DIRECTORY", `${normalizePath(remotePath)} is a directory`);
+    if (record.type !== "file" || record.file === undefined) throw new DstorError("IS_A_DIRECTORY", `${normalizePath(remotePath)} is ${record.type === "symlink" ? "a symbolic link" : "a directory"}`);
     if (record.file.inline !== undefined) {
       const data = this.#openInline(record);
       options.onProgress?.(data.byteLength);
@@ -719,7 +719,7 @@ export class Renter {
       throw new DstorError("INVALID_ARGUMENT", "offset and length must be non-negative integers");
     }
     const record = await this.#c.metadata.lookup(remotePath);
-    if (record.type !== "file" || record.file === undefined) throw new DstorError("IS_A_DIRECTORY", `${normalizePath(remotePath)} is a directory`);
+    if (record.type !== "file" || record.file === undefined) throw new DstorError("IS_A_DIRECTORY", `${normalizePath(remotePath)} is ${record.type === "symlink" ? "a symbolic link" : "a directory"}`);
     const end = Math.min(record.size, offset + length);
     if (end <= offset) return new Uint8Array(0);
     if (record.file.inline !== undefined) return this.#openInline(record).slice(offset, end);
@@ -833,7 +833,7 @@ export class Renter {
     let files = 0;
     let directories = 0;
     const walk = async (p: string, r: InodeRecord): Promise<void> => {
-      if (r.type === "file") {
+      if (r.type !== "dir") {
         await this.#c.metadata.unlink(p);
         files++;
         return;
@@ -862,6 +862,7 @@ export class Renter {
   async stat(remotePath: string, options: { verify?: boolean; signal?: AbortSignal | undefined } = {}): Promise<FileStat> {
     const path = normalizePath(remotePath);
     const record = await this.#c.metadata.lookup(path);
+    if (record.type === "symlink") return { path, record, segments: [], health: "symlink" };
     if (record.type === "dir" || record.file === undefined) return { path, record, segments: [], health: "directory" };
     if (record.file.inline !== undefined) return { path, record, redundancy: record.file.redundancy, segments: [], health: "inline" };
     const strategy = parseRedundancyStrategy(record.file.redundancy);

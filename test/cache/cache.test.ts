@@ -35,7 +35,7 @@ test("segment cache shares concurrent misses and serves hits without fetching", 
     await new Promise((r) => setTimeout(r, 5));
     return data.slice(o, o + l);
   };
-  const cache = new SegmentCache({ maxBytes: 10_000 });
+  const cache = new SegmentCache({ maxBytes: 10_000, readAheadChunks: 0 });
   const file = { inode: 1, size: 1000, chunkSize: 500 };
   await Promise.all([cache.read(file, 0, 100, fetch), cache.read(file, 50, 100, fetch), cache.read(file, 400, 200, fetch)]);
   assert.equal(fetches, 2, "one fetch per chunk");
@@ -44,6 +44,57 @@ test("segment cache shares concurrent misses and serves hits without fetching", 
   cache.forget(1);
   await cache.read(file, 0, 10, fetch);
   assert.equal(fetches, 3);
+});
+
+test("read-ahead: sequential reads fetch the next chunks in the background, bounded", async () => {
+  const data = fileOf(10_000);
+  const fetched: number[] = [];
+  const fetch = async (o: number, l: number): Promise<Uint8Array> => {
+    fetched.push(o / 1000);
+    await new Promise((r) => setTimeout(r, 5));
+    return data.slice(o, o + l);
+  };
+  const cache = new SegmentCache({ maxBytes: 100_000, readAheadChunks: 2, maxPrefetches: 2, sequentialSlackBytes: 500 });
+  const file = { inode: 3, size: 10_000, chunkSize: 1000 };
+  assert.deepEqual(await cache.read(file, 0, 500, fetch), data.slice(0, 500));
+  assert.deepEqual(fetched, [0, 1, 2], "chunk 0 for the read, 1 and 2 ahead");
+  assert.ok(cache.prefetching <= 2);
+  await new Promise((r) => setTimeout(r, 30));
+  assert.equal(cache.prefetching, 0);
+  const before = fetched.length;
+  assert.deepEqual(await cache.read(file, 500, 1000, fetch), data.slice(500, 1500), "served from the read-ahead");
+  assert.deepEqual(fetched.slice(before), [3], "only the window's new end is fetched");
+  await new Promise((r) => setTimeout(r, 30));
+  // Reads of the kernel's own read-ahead arrive concurrently and a little out of order: still sequential.
+  await Promise.all([cache.read(file, 2000, 500, fetch), cache.read(file, 1500, 500, fetch)]);
+  assert.ok(fetched.includes(4), "the window moved on");
+});
+
+test("read-ahead: random access aborts read-ahead nobody asked for; a read that needs it joins it", async () => {
+  const data = fileOf(10_000);
+  const aborted: number[] = [];
+  const fetch = (o: number, l: number, options: { signal?: AbortSignal | undefined }): Promise<Uint8Array> =>
+    new Promise((resolve, reject) => {
+      const timer = setTimeout(() => resolve(data.slice(o, o + l)), 40);
+      options.signal?.addEventListener("abort", () => {
+        clearTimeout(timer);
+        aborted.push(o / 1000);
+        reject(new Error("aborted"));
+      });
+    });
+  const cache = new SegmentCache({ maxBytes: 100_000, readAheadChunks: 2, sequentialSlackBytes: 500 });
+  const file = { inode: 4, size: 10_000, chunkSize: 1000 };
+  const first = cache.read(file, 0, 100, fetch);
+  // Chunk 1 is being read ahead; a read needs it now and joins it.
+  const joined = cache.read(file, 100, 1000, fetch);
+  // A jump elsewhere aborts what is left of the read-ahead (chunk 2 and the window of the joined read), not chunk 1.
+  const random = cache.read(file, 7000, 100, fetch);
+  assert.deepEqual(await first, data.slice(0, 100));
+  assert.deepEqual(await joined, data.slice(100, 1100));
+  assert.deepEqual(await random, data.slice(7000, 7100));
+  assert.ok(aborted.includes(2), `chunk 2's read-ahead was aborted (aborted: ${aborted})`);
+  assert.ok(!aborted.includes(1) && !aborted.includes(0) && !aborted.includes(7));
+  assert.equal(cache.prefetching, 0);
 });
 
 test("staging journal: records come back as leftovers, orphans are removed", async (t) => {

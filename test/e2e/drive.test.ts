@@ -5,32 +5,19 @@
  * on 127.0.N.1, a real anvil chain, redundancy 2/3/3/4.
  */
 import assert from "node:assert/strict";
-import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { chmod, mkdir, open, readdir, readFile, rename, rmdir, stat, statfs, symlink, truncate, unlink, utimes, writeFile } from "node:fs/promises";
+import { chmod, link, mkdir, open, readdir, readFile, rename, rmdir, stat, statfs, truncate, unlink, utimes, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { test } from "node:test";
 import { promisify } from "node:util";
 import { devChainPaths } from "../../src/chain/devchain.js";
 import { startFixture } from "../chain/fixture.js";
-import { CLI, removeRoot, runCli, startLocalFarmer, tempRoot } from "../renter/network-fixture.js";
+import { type DriveMount, exited, spawnMount } from "./drive-fixture.js";
+import { removeRoot, runCli, startLocalFarmer, tempRoot } from "../renter/network-fixture.js";
 
 const run = promisify(execFile);
 const MIB = 1024 * 1024;
-
-interface Mount {
-  child: ChildProcess;
-  stderr(): string;
-  /** SIGTERM and wait for a clean exit; returns the exit code. */
-  stop(): Promise<number | null>;
-  /** SIGKILL, as a crash would. */
-  kill(): Promise<void>;
-}
-
-function exited(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-  return new Promise((resolve) => child.once("exit", () => resolve()));
-}
 
 async function expectCode(promise: Promise<unknown>, code: string): Promise<void> {
   await assert.rejects(promise, (error: NodeJS.ErrnoException) => {
@@ -45,7 +32,7 @@ test("the drive through a real FUSE mount", { timeout: 600_000 }, async (t) => {
   const mnt = join(root, "mnt");
   await mkdir(mnt);
   const cleanups: Array<() => Promise<void>> = [];
-  const mounts: Mount[] = [];
+  const mounts: DriveMount[] = [];
   t.after(async () => {
     for (const m of mounts) await m.stop().catch(() => {});
     await run("fusermount", ["-uz", mnt]).catch(() => {});
@@ -58,48 +45,7 @@ test("the drive through a real FUSE mount", { timeout: 600_000 }, async (t) => {
   assert.equal(init.code, 0, init.stderr);
   const common = ["--home", home, "--chain-rpc", f.chain.rpcUrl, "--deployment", devChainPaths(f.home).deployment, "--redundancy", "2/3/3/4"];
 
-  const mount = async (): Promise<Mount> => {
-    const child = spawn(process.execPath, [CLI, "mount", mnt, "--json", ...common], { stdio: ["ignore", "pipe", "pipe"] });
-    let err = "";
-    child.stderr?.on("data", (d: Buffer) => {
-      err = (err + d.toString()).slice(-20_000);
-    });
-    const m: Mount = {
-      child,
-      stderr: () => err,
-      async stop() {
-        if (child.exitCode === null && child.signalCode === null) {
-          child.kill("SIGTERM");
-          const timer = setTimeout(() => child.kill("SIGKILL"), 120_000);
-          await exited(child);
-          clearTimeout(timer);
-        }
-        return child.exitCode;
-      },
-      async kill() {
-        child.kill("SIGKILL");
-        await exited(child);
-      },
-    };
-    mounts.push(m);
-    await new Promise<void>((resolve, reject) => {
-      let out = "";
-      if (process.env.DRIVE_TEST_LOG) child.stderr?.pipe(process.stderr);
-      const timer = setTimeout(() => reject(new Error(`mount not ready in 60 s; stderr:\n${err}`)), 60_000);
-      child.stdout?.on("data", (d: Buffer) => {
-        out += d.toString();
-        if (out.split("\n").some((line) => line.includes('"event":"mounted"'))) {
-          clearTimeout(timer);
-          resolve();
-        }
-      });
-      child.once("exit", (code) => {
-        clearTimeout(timer);
-        reject(new Error(`mount exited with ${code} before ready; stderr:\n${err}`));
-      });
-    });
-    return m;
-  };
+  const mount = (): Promise<DriveMount> => spawnMount(mnt, common, mounts);
 
   let m = await mount();
   const at = (p: string): string => join(mnt, p);
@@ -156,7 +102,7 @@ test("the drive through a real FUSE mount", { timeout: 600_000 }, async (t) => {
 
     const fs = await statfs(mnt);
     assert.ok(fs.blocks > 0 && fs.bavail > 0);
-    await expectCode(symlink("m.txt", at("link")), "EPERM");
+    await expectCode(link(at("m.txt"), at("hard")), "EPERM");
     await expectCode(readFile(at("nope")), "ENOENT");
     assert.deepEqual((await readdir(mnt)).sort(), ["m.txt"]);
   });

@@ -110,7 +110,7 @@ test("partial overwrite of a clean file keeps the rest", async (t) => {
 });
 
 test("namespace: mkdir, rmdir ENOTEMPTY with a staged file, rename over a file, chmod/utimens of clean files", async (t) => {
-  const { drive } = await setup(t);
+  const { drive, meta, data } = await setup(t);
   await drive.mkdir("/d", 0o755);
   await assert.rejects(drive.mkdir("/d", 0o755), code("FILE_EXISTS"));
   const fd = await drive.create("/d/x", 0o644);
@@ -127,12 +127,76 @@ test("namespace: mkdir, rmdir ENOTEMPTY with a staged file, rename over a file, 
   assert.equal(await readAll(drive, "/y"), "new");
   await assert.rejects(drive.getattr("/d/x"), code("NO_SUCH_FILE"));
   await drive.rmdir("/d");
+  const puts = data.puts;
   await drive.chmod("/y", 0o600);
   await drive.utimens("/y", 1_000_000);
   const a = await drive.getattr("/y");
   assert.equal(a.mode, 0o600);
   assert.equal(a.mtimeMs, 1_000_000);
+  assert.equal(data.puts, puts, "chmod/utimens of a clean file upload nothing");
+  const committed = await meta.lookup("/y");
+  assert.equal(committed.mode, 0o600, "the mode is in metadata");
+  assert.equal(committed.mtimeMs, 1_000_000);
+  await drive.truncate("/y", 3);
+  assert.equal(data.puts, puts, "a same-size truncate only touches the mtime");
+  assert.ok((await meta.lookup("/y")).mtimeMs > 1_000_000);
   await assert.rejects(drive.chown("/y", 12345, 12345), code("NOT_PERMITTED"));
+});
+
+test("chmod/utimens of a staged file ride its upload into metadata", async (t) => {
+  const { drive, meta, data } = await setup(t);
+  const fd = await drive.create("/s", 0o644);
+  await drive.write(fd, Buffer.from("abc"), 3, 0);
+  await drive.chmod("/s", 0o751);
+  await drive.utimens("/s", 5_000);
+  assert.equal((await drive.getattr("/s")).mode, 0o751);
+  await drive.fsync(fd);
+  assert.equal(data.puts, 1);
+  await drive.chmod("/s", 0o700);
+  assert.equal((await meta.lookup("/s")).mode, 0o700, "an already-committed staged file gets the mode in metadata at once");
+  await drive.release(fd);
+  await drive.drain();
+  assert.equal(data.puts, 1, "no upload for attributes only");
+  const r = await meta.lookup("/s");
+  assert.equal(r.mode, 0o700);
+  assert.equal(r.mtimeMs, 5_000);
+});
+
+test("symlinks: create, readlink, getattr reports the link, unlink and rename; hard links are not there", async (t) => {
+  const { drive, meta } = await setup(t);
+  await drive.symlink("target/file", "/l");
+  assert.equal(await drive.readlink("/l"), "target/file");
+  const a = await drive.getattr("/l");
+  assert.equal(a.type, "symlink");
+  assert.equal(a.size, "target/file".length);
+  await assert.rejects(drive.symlink("x", "/l"), code("FILE_EXISTS"));
+  const fd = await drive.create("/f", 0o644);
+  await assert.rejects(drive.symlink("x", "/f"), code("FILE_EXISTS"), "a staged name is taken too");
+  await assert.rejects(drive.readlink("/f"), code("NO_SUCH_FILE"), "a staged-only file is not in metadata yet");
+  await drive.release(fd);
+  await drive.drain();
+  await assert.rejects(drive.readlink("/f"), code("INVALID_ARGUMENT"));
+  await assert.rejects(drive.truncate("/l", 0), code("INVALID_ARGUMENT"));
+  await drive.rename("/l", "/m");
+  assert.deepEqual(await drive.readdir("/"), ["f", "m"]);
+  await drive.unlink("/m");
+  await assert.rejects(meta.lookup("/m"), code("NO_SUCH_FILE"));
+});
+
+test("rename counts staged files: a directory holding one is not empty, a staged target is a file", async (t) => {
+  const { drive, meta } = await setup(t);
+  await drive.mkdir("/full", 0o755);
+  const fd = await drive.create("/full/only-staged", 0o644);
+  await drive.write(fd, Buffer.from("keep me"), 7, 0);
+  await drive.mkdir("/other", 0o755);
+  await assert.rejects(drive.rename("/other", "/full"), code("DIRECTORY_NOT_EMPTY"));
+  const staged = await drive.create("/staged-file", 0o644);
+  await assert.rejects(drive.rename("/other", "/staged-file"), code("NOT_A_DIRECTORY"));
+  await drive.release(staged);
+  await drive.release(fd);
+  await drive.drain();
+  assert.equal(await readAll(drive, "/full/only-staged"), "keep me");
+  assert.equal((await meta.lookup("/other")).type, "dir");
 });
 
 test("rename of a staged file that is still open, and unlink while open", async (t) => {

@@ -158,6 +158,49 @@ describe("metadata db", () => {
     assert.match(out, new RegExp(`pid ${process.pid}`));
   });
 
+  it("symlinks: a plain JSON record with its target; readlink, unlink, rename, replace", async (t) => {
+    const { db } = await tempDb(t);
+    await db.mkdir("/d");
+    const link = await db.symlink("/d/l", "../some/where é");
+    assert.equal(link.type, "symlink");
+    assert.equal(link.size, Buffer.byteLength("../some/where é"));
+    assert.deepEqual(JSON.parse(JSON.stringify(link)), link, "the record is plain JSON");
+    assert.equal(await db.readlink("/d/l"), "../some/where é");
+    await assert.rejects(db.symlink("/d/l", "x"), code("FILE_EXISTS"));
+    await assert.rejects(db.symlink("/d/m", ""), code("INVALID_ARGUMENT"));
+    await assert.rejects(db.readlink("/d"), code("INVALID_ARGUMENT"));
+    await assert.rejects(db.readlink("/d/nope"), code("NO_SUCH_FILE"));
+    assert.deepEqual((await db.readdir("/d")).map((e) => [e.name, e.record.type]), [["l", "symlink"]]);
+    await db.rename("/d/l", "/l2");
+    assert.equal(await db.readlink("/l2"), "../some/where é");
+    await db.commitFile("/f", file(10, 1));
+    await db.symlink("/l3", "f");
+    await db.rename("/l3", "/f");
+    assert.equal((await db.lookup("/f")).type, "symlink", "a link renamed over a file replaces it");
+    assert.equal((await db.pendingDeletes()).length, 2, "the replaced file's pieces are pending deletion");
+    await db.commitFile("/l2", file(10, 1));
+    assert.equal((await db.lookup("/l2")).type, "file", "a committed file replaces a link");
+    await db.unlink("/f");
+    await assert.rejects(db.lookup("/f"), code("NO_SUCH_FILE"));
+    await db.rmdir("/d");
+  });
+
+  it("setattr changes mode and mtime of files, directories and links in place", async (t) => {
+    const { db } = await tempDb(t);
+    const { record } = await db.commitFile("/f", file(10, 1));
+    const next = await db.setattr("/f", { mode: 0o100600, mtimeMs: 1234 });
+    assert.equal(next.mode, 0o600, "only permission bits are kept");
+    assert.equal(next.mtimeMs, 1234);
+    assert.equal(next.inode, record.inode);
+    assert.deepEqual(await db.lookup("/f"), next);
+    assert.equal((await db.segments(record.inode)).length, 1, "segments are untouched");
+    assert.equal((await db.setattr("/f", { mtimeMs: 99 })).mode, 0o600);
+    await db.mkdir("/d");
+    assert.equal((await db.setattr("/d", { mode: 0o700 })).mode, 0o700);
+    await assert.rejects(db.setattr("/nope", { mode: 0o600 }), code("NO_SUCH_FILE"));
+    await assert.rejects(db.setattr("/f", { mtimeMs: Number.NaN }), code("INVALID_ARGUMENT"));
+  });
+
   it("state survives close and reopen", async (t) => {
     const root = await mkdtemp(join(tmpdir(), "dstor-meta-"));
     t.after(() => rm(root, { recursive: true, force: true }));

@@ -30,7 +30,7 @@ export const getCommand: CommandModule<object, GetArgs> = {
     const node = await openRenterFromArgs(args);
     try {
       const record = await node.metadata.lookup(args.remote);
-      if (record.type !== "file") throw new DstorError("IS_A_DIRECTORY", `${args.remote} is a directory`);
+      if (record.type !== "file") throw new DstorError("IS_A_DIRECTORY", `${args.remote} is a ${record.type === "dir" ? "directory" : "symbolic link"}, not a file`);
       let local = args.local;
       if (local !== "-") {
         try {

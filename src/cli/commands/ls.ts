@@ -1,5 +1,6 @@
 /**
  * `dstor ls [-l] [PATH]`: list a directory of the drive (metadata only).
+ * Like `ls -F`/`ls -l`: directories end in `/`, symlinks in `@` (`-> target` with -l).
  */
 import type { CommandModule } from "yargs";
 import type { InodeRecord } from "../../metadata/types.js";
@@ -12,7 +13,7 @@ interface LsArgs extends RenterArgs {
 
 function modeString(r: InodeRecord): string {
   const bits = "rwxrwxrwx";
-  let out = r.type === "dir" ? "d" : "-";
+  let out = r.type === "dir" ? "d" : r.type === "symlink" ? "l" : "-";
   for (let i = 0; i < 9; i++) out += r.mode & (1 << (8 - i)) ? bits[i] : "-";
   return out;
 }
@@ -32,14 +33,22 @@ export const lsCommand: CommandModule<object, LsArgs> = {
       const entries =
         target.type === "dir" ? await node.metadata.readdir(args.path) : [{ name: args.path.split("/").filter(Boolean).pop() ?? "/", record: target }];
       if (args.json) {
-        const rows = entries.map((e) => ({ name: e.name, type: e.record.type, size: e.record.size, mode: e.record.mode, mtimeMs: e.record.mtimeMs }));
+        const rows = entries.map((e) => ({
+          name: e.name,
+          type: e.record.type,
+          size: e.record.size,
+          mode: e.record.mode,
+          mtimeMs: e.record.mtimeMs,
+          ...(e.record.target === undefined ? {} : { target: e.record.target }),
+        }));
         process.stdout.write(`${JSON.stringify(rows)}\n`);
         return;
       }
       const lines = entries.map((e) => {
-        const name = e.record.type === "dir" ? `${e.name}/` : e.name;
+        const name = e.record.type === "dir" ? `${e.name}/` : e.record.type === "symlink" && !args.long ? `${e.name}@` : e.name;
         if (!args.long) return name;
-        return `${modeString(e.record)} ${String(e.record.size).padStart(12)} ${new Date(e.record.mtimeMs).toISOString()} ${name}`;
+        const link = e.record.type === "symlink" ? ` -> ${e.record.target}` : "";
+        return `${modeString(e.record)} ${String(e.record.size).padStart(12)} ${new Date(e.record.mtimeMs).toISOString()} ${name}${link}`;
       });
       if (lines.length > 0) process.stdout.write(`${lines.join("\n")}\n`);
     } finally {

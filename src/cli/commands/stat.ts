@@ -28,7 +28,7 @@ export const statCommand: CommandModule<object, StatArgs> = {
         return;
       }
       const lines = [
-        `${st.path}: ${st.record.type}, ${st.record.size} bytes, mode ${st.record.mode.toString(8)}, modified ${new Date(st.record.mtimeMs).toISOString()}`,
+        `${st.path}: ${st.record.type}${st.record.type === "symlink" ? ` -> ${st.record.target}` : ""}, ${st.record.size} bytes, mode ${st.record.mode.toString(8)}, modified ${new Date(st.record.mtimeMs).toISOString()}`,
       ];
       if (st.redundancy !== undefined) lines.push(`  redundancy ${st.redundancy}, health ${st.health}, ${st.segments.length} segment(s)`);
       for (const s of st.segments) {
