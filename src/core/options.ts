@@ -33,6 +33,7 @@ export const OPTIONS = [
   { name: "cache-size", type: "size", default: 1024 * 1024 * 1024, help: "Largest size of the in-memory decrypted segment cache, e.g. 1GiB." },
   { name: "chain-rpc", type: "string", help: "JSON-RPC URL of an EVM chain to use instead of the embedded local chain." },
   { name: "deployment", type: "string", help: "Contract deployment file to use with --chain-rpc (default: HOME/chain/deployment.json)." },
+  { name: "epoch-seconds", type: "number", default: 10, help: "Epoch length in seconds (one audit chance and one pay period) when `dstor chain` or `dstor up` deploys the contracts; fixed at deployment (real networks: 86400)." },
   { name: "farmer-count", type: "number", default: 10, help: "How many local farmer processes `dstor up` starts." },
   { name: "farmers", type: "list", help: "Farmers to use, as a comma-separated list of libp2p multiaddrs (in addition to those found on-chain)." },
   { name: "home", type: "string", default: "./.dstor-local", help: "Directory holding this node's keys, databases and state." },
