@@ -27,6 +27,8 @@ import { createFsPieceStore } from "../farmer/store/fs-store.js";
 import { MAX_CONCURRENT_STREAMS_PER_PEER } from "../protocol/limits.js";
 import { type DstorProtocolId, PIECE_PUT_PROTOCOL } from "../protocol/protocols.js";
 import { openLevelSerialStore } from "../protocol/serials.js";
+import { createFarmerAuditWorker, dealScanner } from "../workers/farmer-audit.js";
+import { chainNow } from "../workers/worker.js";
 import { homePaths, initHome } from "./home.js";
 import { createDstorLibp2p, type DstorLibp2p, type Libp2pEncryption, privateKeyFromSeed } from "./libp2p.js";
 
@@ -67,6 +69,8 @@ export interface FarmerNodeInit {
   allowPrivateAddresses?: boolean;
   /** Connection encryption preference. */
   encryption?: Libp2pEncryption[];
+  /** Run the audit/payment worker (default true; needs `register`). */
+  audits?: boolean;
   /** Whole-stream deadlines per protocol, in ms (tests shorten them). */
   timeoutsMs?: Partial<Record<DstorProtocolId, number>>;
   logger?: Logger;
@@ -194,6 +198,26 @@ export async function startFarmerNode(init: FarmerNodeInit): Promise<FarmerNode>
       });
     }
     service.start();
+    if (init.register !== false && init.audits !== false) {
+      const params = init.deployment.params;
+      const worker = createFarmerAuditWorker({
+        farmer: wallet,
+        market: contracts.market,
+        randomness: contracts.randomness,
+        store,
+        dealIds: dealScanner(contracts.market as never, provider, { farmer: wallet }, init.deployment.deployBlock),
+        now: () => chainNow(provider),
+        clock: { genesis: init.deployment.genesis, epochSeconds: Number(params.epochSeconds) },
+        challengeProbabilityPpm: BigInt(params.challengeProbabilityPpm),
+        samplesPerChallenge: Number(params.samplesPerChallenge),
+        signedPieces: (dealId, root) => dealSigner.signedPieces(dealId, root),
+        coordinator: dealSigner,
+        logger: log.child("audit"),
+      });
+      worker.start();
+      // Before the service and the store stop: a round in flight reads pieces.
+      cleanups.push(() => worker.stop());
+    }
     let stopping: Promise<void> | undefined;
     return {
       peerId,

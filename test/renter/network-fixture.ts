@@ -49,6 +49,7 @@ export async function startLocalFarmer(
   rpcUrl: string,
   chainHome: string,
   quota = "2GB",
+  priceTbMonth = "1.5",
 ): Promise<LocalFarmer> {
   const home = join(root, `farmer-${index}`);
   const storage = join(home, "farmer");
@@ -63,7 +64,7 @@ export async function startLocalFarmer(
     "--quota",
     quota,
     "--price-tb-month",
-    "1.5",
+    priceTbMonth,
     "--listen",
     `/ip4/127.0.${index}.1/tcp/0`,
     "--chain-rpc",
