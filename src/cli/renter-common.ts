@@ -20,6 +20,7 @@ export const RENTER_OPTIONS: readonly OptionName[] = [
   "segment-size",
   "same-subnet-ok",
   "max-price-tb-month",
+  "deal-term",
 ];
 
 /** Parsed renter options. */
@@ -34,6 +35,7 @@ export interface RenterArgs {
   "segment-size": number;
   "same-subnet-ok": boolean;
   "max-price-tb-month"?: number;
+  "deal-term"?: number;
 }
 
 /** Adds the renter options to a yargs builder. */
@@ -42,7 +44,7 @@ export function addRenterOptions<T extends OptionSink>(yargs: T, offline = false
 }
 
 /** Opens the renter node for a command. */
-export function openRenterFromArgs(args: RenterArgs, offline = false): Promise<RenterNode> {
+export function openRenterFromArgs(args: RenterArgs, offline = false, workers = false): Promise<RenterNode> {
   const logger = createLogger("dstor:renter");
   if (offline) return openRenterNode({ home: args.home, offline: true, logger });
   return openRenterNode({
@@ -53,6 +55,8 @@ export function openRenterFromArgs(args: RenterArgs, offline = false): Promise<R
     farmers: args.farmers ?? [],
     redundancy: args.redundancy,
     segmentSize: args["segment-size"],
+    dealTermSeconds: args["deal-term"],
+    workers,
     policy: {
       sameSubnetOk: args["same-subnet-ok"],
       ...(args["max-price-tb-month"] === undefined ? {} : { maxPriceTbMonth: BigInt(Math.round(args["max-price-tb-month"] * 1_000_000)) }),

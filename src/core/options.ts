@@ -32,6 +32,7 @@ export const OPTIONS = [
   { name: "cache-dir", type: "string", help: "Directory for the write-back staging journal of the mounted drive (default: HOME/renter/cache)." },
   { name: "cache-size", type: "size", default: 1024 * 1024 * 1024, help: "Largest size of the in-memory decrypted segment cache, e.g. 1GiB." },
   { name: "chain-rpc", type: "string", help: "JSON-RPC URL of an EVM chain to use instead of the embedded local chain." },
+  { name: "deal-term", type: "number", help: "Term of new storage deals, in seconds (default: a 30-day month, at most 500 epochs)." },
   { name: "deployment", type: "string", help: "Contract deployment file to use with --chain-rpc (default: HOME/chain/deployment.json)." },
   { name: "epoch-seconds", type: "number", default: 10, help: "Epoch length in seconds (one audit chance and one pay period) when `dstor chain` or `dstor up` deploys the contracts; fixed at deployment (real networks: 86400)." },
   { name: "farmer-count", type: "number", default: 10, help: "How many local farmer processes `dstor up` starts." },

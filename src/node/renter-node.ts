@@ -22,12 +22,15 @@ import type { KernelChoice } from "../erasure/index.js";
 import { parseRedundancyStrategy } from "../erasure/strategy.js";
 import { FarmerClient } from "../farmer/client.js";
 import { type MetadataDb, openMetadataDb } from "../metadata/db.js";
-import { ChainDeals } from "../renter/deals.js";
+import { ChainDeals, DEFAULT_DEAL_TERM_SECONDS } from "../renter/deals.js";
 import { createFarmerDirectory, withPeer } from "../renter/directory.js";
 import { createOrderAuthority } from "../renter/orders.js";
 import { Renter } from "../renter/renter.js";
 import type { SelectionPolicy } from "../renter/selection.js";
 import type { DealProvider, FarmerDirectory, FarmerRef, PieceTransport } from "../renter/types.js";
+import { dealScanner } from "../workers/farmer-audit.js";
+import { createRenterKeeper } from "../workers/renter-keeper.js";
+import { chainNow } from "../workers/worker.js";
 import { homePaths, loadPhrase } from "./home.js";
 import { createDstorLibp2p, type DstorLibp2p } from "./libp2p.js";
 
@@ -49,6 +52,10 @@ export interface RenterNodeInit {
   segmentSize?: number;
   policy?: SelectionPolicy;
   kernel?: KernelChoice;
+  /** Deal term in seconds (`--deal-term`); default {@link defaultDealTermSeconds} of the deployment. */
+  dealTermSeconds?: number | undefined;
+  /** Run the background workers (chain keeper …): long-running renters (the mounted drive) only. */
+  workers?: boolean;
   logger?: Logger;
 }
 
@@ -59,6 +66,20 @@ export interface RenterNode {
   /** The renter's wallet address. */
   address: string;
   stop(): Promise<void>;
+}
+
+/** Most epochs a default deal term spans. */
+export const MAX_DEFAULT_TERM_EPOCHS = 500;
+
+/**
+ * The default deal term: a billing month, but at most
+ * {@link MAX_DEFAULT_TERM_EPOCHS} epochs. Closing a deal whose farmer was
+ * disqualified refunds every remaining epoch in one transaction (one loop
+ * iteration each), so a month of 10 s dev epochs (259,200) would not fit in
+ * a block; on a network (24 h epochs) this is the month.
+ */
+export function defaultDealTermSeconds(epochSeconds: number): number {
+  return Math.min(DEFAULT_DEAL_TERM_SECONDS, MAX_DEFAULT_TERM_EPOCHS * epochSeconds);
 }
 
 /** The libp2p FarmerClient as the renter's {@link PieceTransport}. */
@@ -179,6 +200,7 @@ export async function openRenterNode(init: RenterNodeInit): Promise<RenterNode> 
       renter: address,
       metadata,
       priceOf: (farmer) => contracts.registry.priceOf(farmer),
+      termSeconds: init.dealTermSeconds ?? defaultDealTermSeconds(Number(deployment.params.epochSeconds)),
       prepare: async () => {
         // Dev chains have a faucet; a real network's renter funds its wallet itself.
         if (deployment.params.faucet && (await contracts.token.balanceOf(address)) < DEV_FUND_TOKENS / 2n) {
@@ -192,6 +214,22 @@ export async function openRenterNode(init: RenterNodeInit): Promise<RenterNode> 
     });
     const orders = await createOrderAuthority(keys.wallet, BigInt(deployment.chainId));
     const renter = new Renter({ metadata, transport, directory, deals, orders, logger: log }, renterInit);
+    if (init.workers === true) {
+      const keeper = createRenterKeeper({
+        renter: address,
+        market: contracts.market,
+        registry: contracts.registry,
+        randomness: contracts.randomness,
+        dealIds: dealScanner(contracts.market as never, provider, { renter: address }, deployment.deployBlock),
+        now: () => chainNow(provider),
+        clock: { genesis: deployment.genesis, epochSeconds: Number(deployment.params.epochSeconds) },
+        challengeProbabilityPpm: BigInt(deployment.params.challengeProbabilityPpm),
+        logger: log.child("keeper"),
+      });
+      keeper.start();
+      // Stopped before the chain provider and the metadata it uses.
+      cleanups.push(() => keeper.stop());
+    }
     return { renter, metadata, address, stop };
   } catch (error) {
     await stop();

@@ -38,15 +38,24 @@ import { throwIfAborted } from "../core/abort.js";
 import { DstorError } from "../core/errors.js";
 import type { Logger } from "../core/logging.js";
 import { buildChallengeAnswer, computeChallenge, type LeafSource } from "../chain/proofs.js";
-import { revertName } from "../chain/signer.js";
 import { buildMerkleTree, type DealPiece, dealRoot, LEAF_SIZE_BYTES, merkleProof } from "../crypto/merkle.js";
 import type { PieceListEntry } from "../farmer/store/types.js";
-import { answerDeadline, chainNow, type EpochClock, epochAt, epochStartTime, PeriodicWorker, pollIntervalMs, type Worker } from "./worker.js";
+import {
+  advanceSeed,
+  answerDeadline,
+  chainNow,
+  type EpochClock,
+  epochAt,
+  epochStartTime,
+  PeriodicWorker,
+  pollIntervalMs,
+  type SeedSource,
+  type SentTx,
+  trySend,
+  type Worker,
+} from "./worker.js";
 
-/** A sent transaction. */
-export interface SentTx {
-  wait(): Promise<unknown>;
-}
+export type { SeedSource, SentTx } from "./worker.js";
 
 /** A deal as the worker reads it (Market.deal). */
 export interface AuditedDeal {
@@ -74,12 +83,6 @@ export interface FarmerAuditMarket {
   closeDeal(dealId: bigint): Promise<SentTx>;
   withdrawable(account: string): Promise<bigint>;
   withdraw(): Promise<SentTx>;
-}
-
-/** The randomness calls the worker makes. */
-export interface SeedSource {
-  seedOf(epoch: bigint): Promise<string>;
-  fixSeed(epoch: bigint): Promise<SentTx>;
 }
 
 /** The piece-store calls the worker makes. */
@@ -127,13 +130,38 @@ interface EpochTally {
   earned: bigint;
 }
 
+const OUTCOME_NONE = 0n;
+const OUTCOME_PASSED = 1n;
+
+/** What {@link canSettle} reads. */
+export interface SettleView {
+  market: { outcomes(dealId: bigint, epoch: bigint): Promise<bigint> };
+  randomness: { seedOf(epoch: bigint): Promise<string> };
+  clock: EpochClock;
+  challengeProbabilityPpm: bigint;
+}
+
+/**
+ * Whether Market.settle would move `deal`'s cursor at chain time `now`
+ * (mirrors Market._settle for the next epoch), so no gas is spent on a
+ * settle that does nothing. `last` is the deal's last epoch.
+ */
+export async function canSettle(view: SettleView, dealId: bigint, deal: Pick<AuditedDeal, "nextEpoch" | "end" | "pieceCount">, now: number, last: bigint): Promise<boolean> {
+  const e = deal.nextEpoch;
+  if (e > last) return false;
+  const ends = Math.min(epochStartTime(view.clock, e + 1n), Number(deal.end));
+  if (now < ends) return false;
+  if ((await view.market.outcomes(dealId, e)) !== OUTCOME_NONE) return true;
+  if (now >= answerDeadline(view.clock, e)) return true;
+  const seed = await view.randomness.seedOf(e);
+  return BigInt(seed) !== 0n && !computeChallenge(seed, dealId, e, deal.pieceCount, view.challengeProbabilityPpm).challenged;
+}
+
 /** The smaller of two epochs (Math.min does not take bigints). */
-function minEpoch(a: bigint, b: bigint): bigint {
+export function minEpoch(a: bigint, b: bigint): bigint {
   return a < b ? a : b;
 }
 
-const OUTCOME_NONE = 0n;
-const OUTCOME_PASSED = 1n;
 
 /** The farmer's audit/payment worker; see the module comment. */
 export function createFarmerAuditWorker(init: FarmerAuditInit): Worker {
@@ -155,21 +183,7 @@ export function createFarmerAuditWorker(init: FarmerAuditInit): Worker {
     return t;
   };
 
-  const send = async (what: string, tx: () => Promise<SentTx>): Promise<boolean> => {
-    try {
-      await (await tx()).wait();
-      return true;
-    } catch (error) {
-      log.debug(`${what} not sent`, { revert: revertName(error), error: String(error) });
-      return false;
-    }
-  };
-
-  /** Anchors or fixes the seed of `epoch`; a no-op when another party was first. */
-  const advanceSeed = async (epoch: bigint): Promise<void> => {
-    if (BigInt(await init.randomness.seedOf(epoch)) !== 0n) return;
-    await send(`fixSeed(${epoch})`, () => init.randomness.fixSeed(epoch));
-  };
+  const send = (what: string, tx: () => Promise<SentTx>): Promise<boolean> => trySend(log, what, tx);
 
   /** The deal's pieces as of its current on-chain root, or undefined when we cannot tell. */
   const piecesOf = async (dealId: bigint, deal: AuditedDeal, signal: AbortSignal): Promise<DealPiece[] | undefined> => {
@@ -242,26 +256,14 @@ export function createFarmerAuditWorker(init: FarmerAuditInit): Worker {
     log.debug("challenge answered", { dealId: dealId.toString(), epoch: epoch.toString(), passed: outcome === OUTCOME_PASSED });
   };
 
-  /** Whether settle(dealId, …) would move the cursor now (so no gas is spent on a no-op). */
-  const settleable = async (dealId: bigint, deal: AuditedDeal, now: number, last: bigint): Promise<boolean> => {
-    const e = deal.nextEpoch;
-    if (e > last) return false;
-    const ends = Math.min(epochStartTime(init.clock, e + 1n), Number(deal.end));
-    if (now < ends) return false;
-    if ((await init.market.outcomes(dealId, e)) !== OUTCOME_NONE) return true;
-    if (now >= answerDeadline(init.clock, e)) return true;
-    const seed = await init.randomness.seedOf(e);
-    return BigInt(seed) !== 0n && !computeChallenge(seed, dealId, e, deal.pieceCount, init.challengeProbabilityPpm).challenged;
-  };
-
   const tick = async (signal: AbortSignal): Promise<void> => {
     const now = await init.now();
     const current = epochAt(init.clock, now);
     if (lastLogged === undefined) lastLogged = current;
     if (init.fixSeeds !== false) {
       // The previous epoch too: its anchor may have been set just before the epoch turned.
-      if (current > 0n) await advanceSeed(current - 1n);
-      await advanceSeed(current);
+      if (current > 0n) await advanceSeed(log, init.randomness, current - 1n);
+      await advanceSeed(log, init.randomness, current);
     }
     const ids = await init.dealIds({ signal });
     let open = 0;
@@ -288,7 +290,7 @@ export function createFarmerAuditWorker(init: FarmerAuditInit): Worker {
         await answer(dealId, e, seed, signal);
       }
       let fresh = await init.market.deal(dealId);
-      if (await settleable(dealId, fresh, now, last)) {
+      if (await canSettle(init, dealId, fresh, now, last)) {
         const before = fresh.nextEpoch;
         const settleTo = minEpoch(current - 1n, last);
         if (await send(`settle(${id})`, () => init.market.settle(dealId, settleTo))) {

@@ -8,6 +8,7 @@
  * survive a chain endpoint that is briefly down. `stop()` aborts the signal
  * the running tick holds and waits for it to return; it is idempotent.
  */
+import { revertName } from "../chain/signer.js";
 import { sleep } from "../core/abort.js";
 import type { Logger } from "../core/logging.js";
 
@@ -110,4 +111,36 @@ export function pollIntervalMs(clock: EpochClock): number {
 export async function chainNow(provider: { getBlock(tag: "latest"): Promise<{ timestamp: number } | null> }): Promise<number> {
   const block = await provider.getBlock("latest");
   return Math.max(block?.timestamp ?? 0, Math.floor(Date.now() / 1000));
+}
+
+/** A sent transaction. */
+export interface SentTx {
+  wait(): Promise<unknown>;
+}
+
+/**
+ * Sends a transaction and waits for it; false (logged at debug) when the
+ * contract refuses it — workers race each other for seeds and settlements,
+ * and losing such a race is normal.
+ */
+export async function trySend(log: Logger, what: string, tx: () => Promise<SentTx>): Promise<boolean> {
+  try {
+    await (await tx()).wait();
+    return true;
+  } catch (error) {
+    log.debug(`${what} not sent`, { revert: revertName(error), error: String(error) });
+    return false;
+  }
+}
+
+/** The randomness calls seed keeping needs. */
+export interface SeedSource {
+  seedOf(epoch: bigint): Promise<string>;
+  fixSeed(epoch: bigint): Promise<SentTx>;
+}
+
+/** Anchors or fixes the seed of `epoch` (two calls in two blocks); a no-op once it is fixed. */
+export async function advanceSeed(log: Logger, randomness: SeedSource, epoch: bigint): Promise<void> {
+  if (BigInt(await randomness.seedOf(epoch)) !== 0n) return;
+  await trySend(log, `fixSeed(${epoch})`, () => randomness.fixSeed(epoch));
 }

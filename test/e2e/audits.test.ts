@@ -8,12 +8,14 @@
  */
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { writeFile } from "node:fs/promises";
+import { readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { test } from "node:test";
 import { devChainPaths } from "../../src/chain/devchain.js";
 import { storageCost } from "../../src/chain/proofs.js";
 import { sleep } from "../../src/core/abort.js";
+import { createLogger, formatLogRecord } from "../../src/core/logging.js";
+import { openRenterNode } from "../../src/node/renter-node.js";
 import { type ChainFixture, startFixture, TEST_PARAMS } from "../chain/fixture.js";
 import { type LocalFarmer, removeRoot, runCli, startLocalFarmer, tempRoot } from "../renter/network-fixture.js";
 
@@ -157,4 +159,101 @@ test("honest farmers answer every challenge and are paid exactly price × bytes 
   for (const farmer of farmers) withdrawable += await f.c.market.withdrawable(farmer.wallet);
   assert.equal(await f.c.token.balanceOf(f.deployment.market), remainingTotal + withdrawable);
   t.diagnostic(`paid ${paidTotal} token units over ${deals.size} deals`);
+});
+
+test("a farmer that deletes its pieces fails its challenges, is not paid for them, is disqualified and slashed; files stay whole", { timeout: 900_000 }, async (t) => {
+  const f = await startFixture(t, AUDIT_PARAMS);
+  const root = await tempRoot("dstor-audits-bad-e2e-");
+  const cleanups: Array<() => Promise<void>> = [];
+  t.after(async () => {
+    await Promise.all(cleanups.map((stop) => stop()));
+    await removeRoot(root);
+  });
+  const farmers: LocalFarmer[] = [];
+  for (let i = 1; i <= 4; i++) farmers.push(await startLocalFarmer(cleanups, root, i, f.chain.rpcUrl, f.home, "2GB", HIGH_PRICE));
+  const logs = farmers.map((x) => collectLog(x));
+  t.after(async () => {
+    if (process.env.DSTOR_TEST_LOGS !== undefined) {
+      for (const [i, l] of logs.entries()) await writeFile(join(process.env.DSTOR_TEST_LOGS, `bad-farmer-${i + 1}.log`), l.join(""));
+    }
+  });
+  const home = join(root, "renter");
+  const init = await runCli(["init", "--home", home, "--json"]);
+  assert.equal(init.code, 0, init.stderr);
+  const renter = (JSON.parse(init.stdout) as { address: string }).address;
+  const deployment = devChainPaths(f.home).deployment;
+  const common = ["--home", home, "--chain-rpc", f.chain.rpcUrl, "--deployment", deployment, "--redundancy", "2/3/4/4"];
+  const data = randomBytes(3 * 1024 * 1024 + 777);
+  await writeFile(join(root, "a"), data);
+  const put = await runCli(["put", join(root, "a"), "/a", "--json", "--segment-size", "1MiB", ...common]);
+  assert.equal(put.code, 0, put.stderr);
+  const deals = await dealsOf(f, renter, farmers);
+  const bad = farmers[0]!;
+  const badDeal = deals.get(bad.wallet)!;
+  const stake = (await f.c.registry.farmerInfo(bad.wallet)).stake;
+  assert.ok(stake > 0n);
+
+  // The farmer loses its data behind its own back.
+  await rm(join(bad.storage, "pieces"), { recursive: true, force: true });
+  const lostAt = await f.c.market.epochAt(Math.floor(Date.now() / 1000));
+
+  // The renter's long-running node (its keeper fixes seeds, settles, closes, claims).
+  const renterLog: string[] = [];
+  const logger = createLogger("dstor:renter", { defaultLevel: "debug", enable: "", sink: (r) => renterLog.push(formatLogRecord(r)) });
+  t.after(async () => {
+    if (process.env.DSTOR_TEST_LOGS !== undefined) await writeFile(join(process.env.DSTOR_TEST_LOGS, "renter.log"), renterLog.join("\n"));
+  });
+  const node = await openRenterNode({ home, chainRpc: f.chain.rpcUrl, deployment, redundancy: "2/3/4/4", workers: true, logger });
+  let nodeStopped = false;
+  const stopNode = async (): Promise<void> => {
+    if (!nodeStopped) await node.stop();
+    nodeStopped = true;
+  };
+  cleanups.push(stopNode);
+  const deadline = Date.now() + 300_000;
+  while (!(await f.c.market.deal(badDeal)).closed || (await f.c.registry.claimable(bad.wallet, renter)) > 0n) {
+    assert.ok(Date.now() < deadline, "the farmer is disqualified, its deal closed and its stake claimed within five minutes");
+    await sleep(2_000);
+  }
+  await stopNode();
+  // The file is still whole: k = 2 of the three honest farmers' pieces.
+  const get = await runCli(["get", "/a", join(root, "a.out"), ...common]);
+  assert.equal(get.code, 0, get.stderr);
+  assert.equal(Buffer.compare(await readFile(join(root, "a.out")), data), 0);
+  await Promise.all(farmers.map((x) => x.stop()));
+
+  const [, failures, , disqualified] = await f.c.registry.reputation(bad.wallet);
+  assert.equal(disqualified, true);
+  assert.equal(failures, BigInt(f.params.failureThreshold));
+  assert.equal(await f.c.registry.slashedStake(bad.wallet), stake);
+  const claims = await f.c.registry.queryFilter(f.c.registry.filters.StakeClaimed!(bad.wallet, renter), 0, "latest");
+  assert.equal(claims.length, 1);
+  assert.equal((claims[0] as unknown as { args: [string, string, bigint] }).args[2], stake, "the only renter claims the whole stake");
+
+  // Every failed epoch was refunded, none paid; nothing after the loss was paid.
+  const settled = await f.c.market.queryFilter(f.c.market.filters.EpochSettled!(badDeal), 0, "latest");
+  const byEpoch = new Map(settled.map((x) => (x as unknown as { args: [bigint, bigint, bigint, bigint] }).args).map((a) => [a[1], a] as const));
+  let failedEpochs = 0;
+  for (const [epoch, a] of byEpoch) {
+    const outcome = await f.c.market.outcomes(badDeal, epoch);
+    if (outcome === OUTCOME_FAILED) {
+      failedEpochs++;
+      assert.equal(a[2], 0n, `failed epoch ${epoch} is not paid`);
+    }
+    if (epoch > lostAt) assert.equal(a[2], 0n, `epoch ${epoch} after the loss is not paid`);
+  }
+  assert.equal(failedEpochs, f.params.failureThreshold);
+  const d = await f.c.market.deal(badDeal);
+  assert.equal(d.closed, true);
+  assert.ok(d.storageRefunded > 0n, "the renter was refunded");
+  assert.equal(d.storagePaid + d.storageRefunded + d.egressPaid <= d.deposited, true);
+  // The honest farmers kept a clean record.
+  for (const farmer of farmers.slice(1)) {
+    const [, fails, , dq] = await f.c.registry.reputation(farmer.wallet);
+    assert.equal(fails, 0n, `farmer ${farmer.index} has no failures`);
+    assert.equal(dq, false);
+  }
+  // The renter received everything back: refunds and the claim were withdrawn.
+  assert.equal(await f.c.market.withdrawable(renter), 0n);
+
 });

@@ -38,7 +38,8 @@ export const mountCommand: CommandModule<object, MountArgs> = {
   handler: async (args) => {
     const log = createLogger("dstor:fuse");
     const mountpoint = await prepareMountPoint(args.mountpoint, log);
-    const node = await openRenterFromArgs(args);
+    // The drive is the long-running renter: it runs the background workers.
+    const node = await openRenterFromArgs(args, false, true);
     try {
       const staging = await openStagingArea(args["cache-dir"] ?? join(homePaths(args.home).renter, "cache"));
       const drive = new Drive({
