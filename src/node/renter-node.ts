@@ -30,6 +30,7 @@ import type { SelectionPolicy } from "../renter/selection.js";
 import type { DealProvider, FarmerDirectory, FarmerRef, PieceTransport } from "../renter/types.js";
 import { dealScanner } from "../workers/farmer-audit.js";
 import { createRenterKeeper } from "../workers/renter-keeper.js";
+import { createSpotCheckWorker } from "../workers/spot-check.js";
 import { chainNow } from "../workers/worker.js";
 import { homePaths, loadPhrase } from "./home.js";
 import { createDstorLibp2p, type DstorLibp2p } from "./libp2p.js";
@@ -80,6 +81,11 @@ export const MAX_DEFAULT_TERM_EPOCHS = 500;
  */
 export function defaultDealTermSeconds(epochSeconds: number): number {
   return Math.min(DEFAULT_DEAL_TERM_SECONDS, MAX_DEFAULT_TERM_EPOCHS * epochSeconds);
+}
+
+/** Spot checks run twice an epoch, between every 2 s and every 5 minutes. */
+export function spotCheckIntervalMs(epochSeconds: number): number {
+  return Math.min(300_000, Math.max(2_000, Math.floor((epochSeconds * 1000) / 2)));
 }
 
 /** The libp2p FarmerClient as the renter's {@link PieceTransport}. */
@@ -226,9 +232,16 @@ export async function openRenterNode(init: RenterNodeInit): Promise<RenterNode> 
         challengeProbabilityPpm: BigInt(deployment.params.challengeProbabilityPpm),
         logger: log.child("keeper"),
       });
+      const spotChecks = createSpotCheckWorker({
+        target: { farmers: () => metadata.farmers(), piecesOn: (a) => metadata.piecesOn(a), spotCheck: (...args) => renter.spotCheck(...args) },
+        intervalMs: spotCheckIntervalMs(Number(deployment.params.epochSeconds)),
+        logger: log.child("spot-check"),
+      });
       keeper.start();
-      // Stopped before the chain provider and the metadata it uses.
+      spotChecks.start();
+      // Stopped before the chain provider, libp2p and the metadata they use.
       cleanups.push(() => keeper.stop());
+      cleanups.push(() => spotChecks.stop());
     }
     return { renter, metadata, address, stop };
   } catch (error) {

@@ -794,4 +794,48 @@ export class Renter {
     const health = min >= strategy.optimal ? "healthy" : min > strategy.repair ? "degraded" : min >= strategy.k ? "repair" : "lost";
     return { path, record, redundancy: record.file.redundancy, segments, health };
   }
+
+  // ------------------------------------------------------- audits and repair
+
+  /**
+   * Off-chain spot check (the renter audit worker calls it): fetches leaves
+   * [startLeaf, endLeaf) of one piece `address` holds for us through the
+   * normal get path, verifies them against the root in metadata, and records
+   * the outcome in the farmer's record — which selection reads, so a farmer
+   * that refuses reads or serves bad bytes is avoided.
+   */
+  async spotCheck(
+    address: string,
+    piece: { pieceId: string; root: string; size: number },
+    startLeaf: number,
+    endLeaf: number,
+    options: { signal?: AbortSignal | undefined } = {},
+  ): Promise<{ ok: boolean; corrupt: boolean; error?: unknown }> {
+    const leaves = leafCount(piece.size);
+    if (!(Number.isSafeInteger(startLeaf) && Number.isSafeInteger(endLeaf) && startLeaf >= 0 && startLeaf < endLeaf && endLeaf <= leaves)) {
+      throw new DstorError("INVALID_ARGUMENT", `leaf range [${startLeaf}, ${endLeaf}) is not inside a ${leaves}-leaf piece`);
+    }
+    const farmer = await this.#farmerRef(address);
+    const offset = startLeaf * LEAF_SIZE_BYTES;
+    const length = Math.min(piece.size, endLeaf * LEAF_SIZE_BYTES) - offset;
+    const began = performance.now();
+    try {
+      const rec = await this.#c.metadata.farmer(address);
+      const dealId = rec?.dealId === undefined ? 0n : BigInt(rec.dealId);
+      const order = await this.#c.orders.sign({ farmer: address, dealId, pieceId: piece.pieceId, action: OrderAction.Get, maxBytes: length });
+      const signal = options.signal;
+      const result = await this.#c.transport.get(farmer, { order, pieceId: piece.pieceId, root: piece.root, size: piece.size, offset, length }, { signal });
+      // No proof: the transport verified against the root we sent (see GetPieceResult).
+      const ok =
+        result.data.byteLength === length &&
+        (result.proof === undefined || verifyMerkleMultiproof(fromHex(piece.root), leaves, startLeaf, result.data, result.proof));
+      await this.#recordOutcome(farmer, ok ? { ok: true, bytes: length, ms: performance.now() - began } : { ok: false, corrupt: true });
+      return { ok, corrupt: !ok };
+    } catch (error) {
+      if (options.signal?.aborted) throw abortReason(options.signal);
+      const corrupt = isDstorError(error, "MERKLE_PROOF_INVALID", "INTEGRITY_MISMATCH");
+      await this.#recordOutcome(farmer, { ok: false, corrupt });
+      return { ok: false, corrupt, error };
+    }
+  }
 }
