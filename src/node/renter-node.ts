@@ -10,11 +10,13 @@
  * Shutdown order (stop() is idempotent): libp2p node → chain provider →
  * metadata database, so no transfer can write to a closed database.
  */
+import { rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { connectContracts } from "../chain/contracts.js";
 import { fundDevAccount, resolveChainEndpoint } from "../chain/devchain.js";
 import { peerBindingMessage } from "../chain/proofs.js";
 import { createProvider, walletSigner } from "../chain/signer.js";
+import { withDeadline } from "../core/abort.js";
 import { DstorError } from "../core/errors.js";
 import { type Logger, silentLogger } from "../core/logging.js";
 import { deriveKeys } from "../crypto/keys.js";
@@ -26,10 +28,11 @@ import { ChainDeals, DEFAULT_DEAL_TERM_SECONDS } from "../renter/deals.js";
 import { createFarmerDirectory, withPeer } from "../renter/directory.js";
 import { createOrderAuthority } from "../renter/orders.js";
 import { Renter } from "../renter/renter.js";
-import type { SelectionPolicy } from "../renter/selection.js";
+import { ineligibleReason, type SelectionPolicy } from "../renter/selection.js";
 import type { DealProvider, FarmerDirectory, FarmerRef, PieceTransport } from "../renter/types.js";
 import { dealScanner } from "../workers/farmer-audit.js";
 import { createRenterKeeper } from "../workers/renter-keeper.js";
+import { createRepairWorker, type RepairSummary } from "../workers/repair.js";
 import { createSpotCheckWorker } from "../workers/spot-check.js";
 import { chainNow } from "../workers/worker.js";
 import { homePaths, loadPhrase } from "./home.js";
@@ -81,6 +84,21 @@ export const MAX_DEFAULT_TERM_EPOCHS = 500;
  */
 export function defaultDealTermSeconds(epochSeconds: number): number {
   return Math.min(DEFAULT_DEAL_TERM_SECONDS, MAX_DEFAULT_TERM_EPOCHS * epochSeconds);
+}
+
+/** How long the repair worker waits for a holder's info answer before counting it offline. */
+const REPAIR_PROBE_TIMEOUT_MS = 5_000;
+
+/** Where the renter keeps the summary of its last repair (for `dstor status`). */
+export function lastRepairPath(home: string): string {
+  return join(homePaths(home).renter, "last-repair.json");
+}
+
+/** Writes the last repair summary atomically. */
+async function writeLastRepair(home: string, summary: RepairSummary): Promise<void> {
+  const path = lastRepairPath(home);
+  await writeFile(`${path}.tmp`, `${JSON.stringify(summary)}\n`);
+  await rename(`${path}.tmp`, path);
 }
 
 /** Spot checks run twice an epoch, between every 2 s and every 5 minutes. */
@@ -237,8 +255,39 @@ export async function openRenterNode(init: RenterNodeInit): Promise<RenterNode> 
         intervalMs: spotCheckIntervalMs(Number(deployment.params.epochSeconds)),
         logger: log.child("spot-check"),
       });
+      const policy = init.policy ?? {};
+      const repair = createRepairWorker({
+        target: { readdir: (p) => metadata.readdir(p), segments: (i) => metadata.segments(i), repairFile: (...args) => renter.repairFile(...args) },
+        unhealthy: async (holders, { signal }) => {
+          const candidates = new Map((await directory.list({ signal })).map((c) => [c.address, c]));
+          const records = new Map((await metadata.farmers()).map((r) => [r.address, r]));
+          const bad = new Set<string>();
+          await Promise.all(
+            holders.map(async (address) => {
+              const c = candidates.get(address);
+              const r = records.get(address);
+              if (c === undefined || c.disqualified || r?.disqualified) return void bad.add(address);
+              const reason = ineligibleReason(c, r, { ...policy, maxPriceTbMonth: undefined }, 0);
+              if (reason !== undefined) return void bad.add(address);
+              const ma = c.multiaddrs[0] ?? r?.multiaddrs[0];
+              try {
+                if (ma === undefined) throw new DstorError("NOT_ENOUGH_FARMERS", "no address");
+                await client.info(withPeer(ma, c.peerId), { signal: withDeadline(signal, REPAIR_PROBE_TIMEOUT_MS, "probing a holder") });
+              } catch {
+                if (!signal.aborted) bad.add(address);
+              }
+            }),
+          );
+          return bad;
+        },
+        intervalMs: spotCheckIntervalMs(Number(deployment.params.epochSeconds)),
+        onRepaired: (summary) => writeLastRepair(init.home, summary),
+        logger: log.child("repair"),
+      });
       keeper.start();
       spotChecks.start();
+      repair.start();
+      cleanups.push(() => repair.stop());
       // Stopped before the chain provider, libp2p and the metadata they use.
       cleanups.push(() => keeper.stop());
       cleanups.push(() => spotChecks.stop());
