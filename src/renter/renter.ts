@@ -914,12 +914,15 @@ export class Renter {
           break;
         }
       }
-      for (const a of Object.values(segment.holders)) if (!Object.values(holders).includes(a)) touched.add(a);
       changes.push({ index: segment.index, pieceIds: segment.pieceIds, holders });
     }
     if (changes.length === 0) return { segments: 0, pieces: 0, bytes: 0 };
     await this.#c.metadata.moveSegmentPieces(record.inode, changes);
-    // New holders confirm their pieces; reachable old holders drop theirs (unreachable ones fail quietly).
+    // New holders confirm their pieces. The dropped holders' deal states are
+    // left alone on purpose: a challenge is asked with the deal's current
+    // piece count, so removing the pieces a failing farmer lost would turn
+    // its pending failures into paid, unchallenged epochs. Their deals end
+    // by disqualification or at their term; the pieces wait in pending deletes.
     await this.syncDeals([...touched], { signal });
     return { segments: changes.length, pieces, bytes };
   }

@@ -16,6 +16,8 @@ import { storageCost } from "../../src/chain/proofs.js";
 import { sleep } from "../../src/core/abort.js";
 import { createLogger, formatLogRecord } from "../../src/core/logging.js";
 import { openRenterNode } from "../../src/node/renter-node.js";
+import type { RenterStatus } from "../../src/node/status.js";
+import { walkFiles } from "../../src/workers/repair.js";
 import { type ChainFixture, startFixture, TEST_PARAMS } from "../chain/fixture.js";
 import { type LocalFarmer, removeRoot, runCli, startLocalFarmer, tempRoot } from "../renter/network-fixture.js";
 
@@ -161,7 +163,7 @@ test("honest farmers answer every challenge and are paid exactly price × bytes 
   t.diagnostic(`paid ${paidTotal} token units over ${deals.size} deals`);
 });
 
-test("a farmer that deletes its pieces fails its challenges, is not paid for them, is disqualified and slashed; files stay whole", { timeout: 900_000 }, async (t) => {
+test("a farmer that deletes its pieces fails its challenges, is not paid for them, is disqualified and slashed; repair moves its pieces; status shows it; files stay whole", { timeout: 900_000 }, async (t) => {
   const f = await startFixture(t, AUDIT_PARAMS);
   const root = await tempRoot("dstor-audits-bad-e2e-");
   const cleanups: Array<() => Promise<void>> = [];
@@ -170,7 +172,8 @@ test("a farmer that deletes its pieces fails its challenges, is not paid for the
     await removeRoot(root);
   });
   const farmers: LocalFarmer[] = [];
-  for (let i = 1; i <= 4; i++) farmers.push(await startLocalFarmer(cleanups, root, i, f.chain.rpcUrl, f.home, "2GB", HIGH_PRICE));
+  // Five farmers: four hold each segment, the fifth is where repair moves the lost pieces.
+  for (let i = 1; i <= 5; i++) farmers.push(await startLocalFarmer(cleanups, root, i, f.chain.rpcUrl, f.home, "2GB", HIGH_PRICE));
   const logs = farmers.map((x) => collectLog(x));
   t.after(async () => {
     if (process.env.DSTOR_TEST_LOGS !== undefined) {
@@ -188,7 +191,13 @@ test("a farmer that deletes its pieces fails its challenges, is not paid for the
   const put = await runCli(["put", join(root, "a"), "/a", "--json", "--segment-size", "1MiB", ...common]);
   assert.equal(put.code, 0, put.stderr);
   const deals = await dealsOf(f, renter, farmers);
-  const bad = farmers[0]!;
+  // The farmer holding the most pieces loses them.
+  const offline = await openRenterNode({ home, offline: true });
+  const held = await Promise.all(farmers.map(async (x) => ({ x, n: (await offline.metadata.piecesOn(x.wallet.toLowerCase())).length })));
+  await offline.stop();
+  held.sort((a, b) => b.n - a.n);
+  const bad = held[0]!.x;
+  assert.ok(held[0]!.n > 0);
   const badDeal = deals.get(bad.wallet)!;
   const stake = (await f.c.registry.farmerInfo(bad.wallet)).stake;
   assert.ok(stake > 0n);
@@ -211,12 +220,40 @@ test("a farmer that deletes its pieces fails its challenges, is not paid for the
   };
   cleanups.push(stopNode);
   const deadline = Date.now() + 300_000;
-  while (!(await f.c.market.deal(badDeal)).closed || (await f.c.registry.claimable(bad.wallet, renter)) > 0n) {
-    assert.ok(Date.now() < deadline, "the farmer is disqualified, its deal closed and its stake claimed within five minutes");
+  const repaired = async (): Promise<boolean> => {
+    for (const file of await walkFiles(node.metadata)) {
+      for (const s of await node.metadata.segments(file.inode)) {
+        const holders = Object.values(s.holders);
+        if (holders.includes(bad.wallet.toLowerCase()) || holders.length !== 4) return false;
+      }
+    }
+    return true;
+  };
+  while (!(await f.c.market.deal(badDeal)).closed || (await f.c.registry.claimable(bad.wallet, renter)) > 0n || !(await repaired())) {
+    assert.ok(Date.now() < deadline, "the farmer is disqualified, its deal closed, its stake claimed and its pieces moved within five minutes");
     await sleep(2_000);
   }
   await stopNode();
-  // The file is still whole: k = 2 of the three honest farmers' pieces.
+  // dstor status tells the story.
+  const status = await runCli(["status", "--json", ...common]);
+  assert.equal(status.code, 0, status.stderr);
+  const st = JSON.parse(status.stdout) as RenterStatus;
+  assert.deepEqual(st.files.map((x) => [x.path, x.health]), [["/a", "healthy"]]);
+  assert.ok(st.files[0]!.segments.every((x) => x.healthy === 4 && x.total === 4));
+  const badRow = st.farmers.find((x) => x.address === bad.wallet.toLowerCase())!;
+  assert.equal(badRow.pieces, 0);
+  assert.equal(badRow.chain?.disqualified, true);
+  assert.equal(badRow.chain?.failures, String(f.params.failureThreshold));
+  assert.ok(badRow.audits.failures > 0 || badRow.deal?.closed === true);
+  assert.equal(badRow.deal?.closed, true);
+  assert.ok(BigInt(badRow.deal?.refunded ?? "0") > 0n);
+  assert.ok(st.lastRepair !== undefined && st.lastRepair.pieces > 0);
+  assert.ok(st.balances !== undefined && BigInt(st.balances.tokens) > 0n);
+  const text = await runCli(["status", ...common]);
+  assert.equal(text.code, 0, text.stderr);
+  assert.match(text.stdout, /DISQUALIFIED/);
+  assert.match(text.stdout, /\/a {2}healthy/);
+  // The file is still whole.
   const get = await runCli(["get", "/a", join(root, "a.out"), ...common]);
   assert.equal(get.code, 0, get.stderr);
   assert.equal(Buffer.compare(await readFile(join(root, "a.out")), data), 0);
@@ -248,7 +285,7 @@ test("a farmer that deletes its pieces fails its challenges, is not paid for the
   assert.ok(d.storageRefunded > 0n, "the renter was refunded");
   assert.equal(d.storagePaid + d.storageRefunded + d.egressPaid <= d.deposited, true);
   // The honest farmers kept a clean record.
-  for (const farmer of farmers.slice(1)) {
+  for (const farmer of farmers.filter((x) => x !== bad)) {
     const [, fails, , dq] = await f.c.registry.reputation(farmer.wallet);
     assert.equal(fails, 0n, `farmer ${farmer.index} has no failures`);
     assert.equal(dq, false);
