@@ -161,6 +161,25 @@ test("honest farmers answer every challenge and are paid exactly price × bytes 
   for (const farmer of farmers) withdrawable += await f.c.market.withdrawable(farmer.wallet);
   assert.equal(await f.c.token.balanceOf(f.deployment.market), remainingTotal + withdrawable);
   t.diagnostic(`paid ${paidTotal} token units over ${deals.size} deals`);
+  // Audit cost per deal per epoch, as the farmers' workers actually paid it.
+  const answers = await f.c.market.queryFilter(f.c.market.filters.ChallengePassed!(), 0, "latest");
+  const answerTxs = new Set(answers.map((x) => x.transactionHash));
+  let answerGas = 0n;
+  let answerBytes = 0;
+  for (const hash of answerTxs) {
+    const [tx, receipt] = await Promise.all([f.provider.getTransaction(hash), f.provider.getTransactionReceipt(hash)]);
+    answerGas += receipt!.gasUsed;
+    answerBytes += (tx!.data.length - 2) / 2;
+  }
+  const settles = (await f.c.market.queryFilter(f.c.market.filters.EpochSettled!(), 0, "latest")).filter((x) => !answerTxs.has(x.transactionHash));
+  const settleTxs = new Set(settles.map((x) => x.transactionHash));
+  let settleGas = 0n;
+  for (const hash of settleTxs) settleGas += (await f.provider.getTransactionReceipt(hash))!.gasUsed;
+  assert.ok(answerTxs.size > 0);
+  t.diagnostic(
+    `audit answers: ${answerTxs.size}, ${answerGas / BigInt(answerTxs.size)} gas and ${Math.round(answerBytes / answerTxs.size)} calldata bytes each; ` +
+      `separate settle txs: ${settleTxs.size} covering ${settles.length} epochs, ${settleTxs.size === 0 ? 0n : settleGas / BigInt(settleTxs.size)} gas each`,
+  );
 });
 
 test("a farmer that deletes its pieces fails its challenges, is not paid for them, is disqualified and slashed; repair moves its pieces; status shows it; files stay whole", { timeout: 900_000 }, async (t) => {
