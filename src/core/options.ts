@@ -34,6 +34,7 @@ export const OPTIONS = [
   { name: "chain-rpc", type: "string", help: "JSON-RPC URL of an EVM chain to use instead of the embedded local chain." },
   { name: "deal-term", type: "number", help: "Term of new storage deals, in seconds (default: a 30-day month, at most 500 epochs)." },
   { name: "deployment", type: "string", help: "Contract deployment file to use with --chain-rpc (default: HOME/chain/deployment.json)." },
+  { name: "dev-refuse-reads", type: "boolean", default: false, help: "Test hook, dev chains only: the farmer keeps its pieces and passes audits but refuses every read (what renters' spot checks catch)." },
   { name: "epoch-seconds", type: "number", default: 10, help: "Epoch length in seconds (one audit chance and one pay period) when `dstor chain` or `dstor up` deploys the contracts; fixed at deployment (real networks: 86400)." },
   { name: "farmer-count", type: "number", default: 10, help: "How many local farmer processes `dstor up` starts." },
   { name: "farmers", type: "list", help: "Farmers to use, as a comma-separated list of libp2p multiaddrs (in addition to those found on-chain)." },

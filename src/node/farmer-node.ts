@@ -69,6 +69,8 @@ export interface FarmerNodeInit {
   allowPrivateAddresses?: boolean;
   /** Connection encryption preference. */
   encryption?: Libp2pEncryption[];
+  /** Test hook: refuse every read (see FarmerServiceInit.refuseReads). */
+  refuseReads?: boolean;
   /** Run the audit/payment worker (default true; needs `register`). */
   audits?: boolean;
   /** Whole-stream deadlines per protocol, in ms (tests shorten them). */
@@ -158,6 +160,7 @@ export async function startFarmerNode(init: FarmerNodeInit): Promise<FarmerNode>
       priceTbMonth: price,
       version: FARMER_VERSION,
       dealSigner,
+      refuseReads: init.refuseReads === true,
       ...(init.unconfirmedPieceTtlMs === undefined ? {} : { unconfirmedPieceTtlMs: init.unconfirmedPieceTtlMs }),
       ...(init.sweepIntervalMs === undefined ? {} : { sweepIntervalMs: init.sweepIntervalMs }),
       ...(init.timeoutsMs === undefined ? {} : { timeoutsMs: init.timeoutsMs }),

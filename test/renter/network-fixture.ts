@@ -50,6 +50,7 @@ export async function startLocalFarmer(
   chainHome: string,
   quota = "2GB",
   priceTbMonth = "1.5",
+  extraArgs: readonly string[] = [],
 ): Promise<LocalFarmer> {
   const home = join(root, `farmer-${index}`);
   const storage = join(home, "farmer");
@@ -71,6 +72,7 @@ export async function startLocalFarmer(
     rpcUrl,
     "--deployment",
     devChainPaths(chainHome).deployment,
+    ...extraArgs,
   ];
   const proc = spawnCliProcess(args, "ready", { name: `farmer ${index}`, timeoutMs: 90_000 });
   const child = proc.child;
