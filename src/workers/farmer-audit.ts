@@ -169,8 +169,14 @@ export function createFarmerAuditWorker(init: FarmerAuditInit): Worker {
   const me = init.farmer.toLowerCase();
   /** Deals that are closed (nothing more to do). */
   const finished = new Set<string>();
-  /** `${dealId}/${epoch}` answered or found unanswerable: not retried. */
-  const handled = new Set<string>();
+  /** Epochs answered or found unanswerable, per deal id: not retried. */
+  const handled = new Map<string, Set<bigint>>();
+  const markHandled = (dealId: bigint, epoch: bigint): void => {
+    const key = dealId.toString();
+    const set = handled.get(key) ?? new Set<bigint>();
+    set.add(epoch);
+    handled.set(key, set);
+  };
   const tallies = new Map<bigint, EpochTally>();
   let lastLogged: bigint | undefined;
 
@@ -223,16 +229,15 @@ export function createFarmerAuditWorker(init: FarmerAuditInit): Worker {
       log.debug("a co-signed state is not on chain yet; answering next round", { dealId: dealId.toString(), epoch: epoch.toString() });
       return;
     }
-    const key = `${dealId}/${epoch}`;
     const challenge = computeChallenge(seed, dealId, epoch, deal.pieceCount, init.challengeProbabilityPpm);
     if (!challenge.challenged) {
       // The contract asks with the piece count current at answer time: an
       // empty deal may be challenged for this epoch once its first state lands.
-      if (deal.pieceCount > 0n) handled.add(key);
+      if (deal.pieceCount > 0n) markHandled(dealId, epoch);
       return;
     }
     if ((await init.market.outcomes(dealId, epoch)) !== OUTCOME_NONE) {
-      handled.add(key);
+      markHandled(dealId, epoch);
       return;
     }
     const pieces = await piecesOf(dealId, deal, signal);
@@ -242,14 +247,14 @@ export function createFarmerAuditWorker(init: FarmerAuditInit): Worker {
       samples = await buildChallengeAnswer(challenge, pieces, init.samplesPerChallenge, leafSource(deal.renter.toLowerCase(), signal), { signal });
     } catch (error) {
       throwIfAborted(signal);
-      handled.add(key);
+      markHandled(dealId, epoch);
       tally(epoch).unanswerable++;
       log.warn("cannot answer a challenge", { dealId: dealId.toString(), epoch: epoch.toString(), error: String(error) });
       return;
     }
     const sent = await send(`answerChallenge(${dealId}, ${epoch})`, () => init.market.answerChallenge(dealId, epoch, samples));
     if (!sent) return; // retried next round while the deadline allows
-    handled.add(key);
+    markHandled(dealId, epoch);
     const outcome = await init.market.outcomes(dealId, epoch);
     if (outcome === OUTCOME_PASSED) tally(epoch).passed++;
     else tally(epoch).failed++;
@@ -284,7 +289,7 @@ export function createFarmerAuditWorker(init: FarmerAuditInit): Worker {
       const last = epochAt(init.clock, Number(deal.end) - 1);
       const upTo = minEpoch(current, last);
       for (let e = deal.nextEpoch; e <= upTo; e++) {
-        if (handled.has(`${id}/${e}`) || now >= answerDeadline(init.clock, e)) continue;
+        if (handled.get(id)?.has(e) === true || now >= answerDeadline(init.clock, e)) continue;
         const seed = await init.randomness.seedOf(e);
         if (BigInt(seed) === 0n) continue;
         await answer(dealId, e, seed, signal);
@@ -298,6 +303,8 @@ export function createFarmerAuditWorker(init: FarmerAuditInit): Worker {
           tally(current).settled += Number(fresh.nextEpoch - before);
         }
       }
+      // Settled epochs can never be asked again: forget them, so the set stays small.
+      for (const e of handled.get(id) ?? []) if (e < fresh.nextEpoch) handled.get(id)?.delete(e);
       if (now >= Number(deal.end) && fresh.nextEpoch > last) {
         if (await send(`closeDeal(${id})`, () => init.market.closeDeal(dealId))) {
           finished.add(id);

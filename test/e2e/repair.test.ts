@@ -37,7 +37,8 @@ test("killed farmers: repair restores optimal on the survivors and files stay id
   const deployment = devChainPaths(f.home).deployment;
   const common = ["--home", home, "--chain-rpc", f.chain.rpcUrl, "--deployment", deployment, "--redundancy", "2/3/4/4", "--segment-size", "1MiB"];
   const files = new Map<string, Buffer>([
-    ["/big", randomBytes(16 * MIB + 4321)],
+    // DSTOR_REPAIR_MIB measures a bigger repair (the report's figure); the default keeps the test short.
+    ["/big", randomBytes(Number(process.env.DSTOR_REPAIR_MIB ?? 16) * MIB + 4321)],
     ["/small", randomBytes(300_000)],
   ]);
   for (const [name, data] of files) {
