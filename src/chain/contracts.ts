@@ -62,17 +62,35 @@ export const NETWORK_PARAMS: MarketParams = {
   faucetLimit: 0n,
 };
 
+/** Default epoch length of the embedded dev chain, in seconds: short, so audits and pay are visible within a minute. */
+export const DEV_EPOCH_SECONDS = 10;
+
+/** Failure window of a deployment, in epochs (network: 28 days of 24 h epochs). */
+const FAILURE_WINDOW_EPOCHS = 28;
+
 /** Parameters for the embedded dev chain: short epochs so audits are visible, a faucet. */
-export const DEV_PARAMS: MarketParams = {
-  epochSeconds: 30,
-  challengeProbabilityPpm: 142_857,
-  samplesPerChallenge: 4,
-  minStakePerTB: 10n * TOKEN_UNIT,
-  failureThreshold: 3,
-  failureWindowSeconds: 28 * 30,
-  faucet: true,
-  faucetLimit: 1_000_000n * TOKEN_UNIT,
-};
+export const DEV_PARAMS: MarketParams = devParams(DEV_EPOCH_SECONDS);
+
+/**
+ * Dev-chain parameters for epochs of `epochSeconds` (`--epoch-seconds`). The
+ * failure window scales with the epoch, so disqualification takes the same
+ * number of epochs whatever their length.
+ */
+export function devParams(epochSeconds: number): MarketParams {
+  if (!Number.isInteger(epochSeconds) || epochSeconds < 2) {
+    throw new DstorError("INVALID_OPTION", `--epoch-seconds must be a whole number of seconds, at least 2; got ${epochSeconds}`);
+  }
+  return {
+    epochSeconds,
+    challengeProbabilityPpm: 142_857,
+    samplesPerChallenge: 4,
+    minStakePerTB: 10n * TOKEN_UNIT,
+    failureThreshold: 3,
+    failureWindowSeconds: FAILURE_WINDOW_EPOCHS * epochSeconds,
+    faucet: true,
+    faucetLimit: 1_000_000n * TOKEN_UNIT,
+  };
+}
 
 /** Where the contracts of one deployment live (the deployment file's content). */
 export interface Deployment {

@@ -203,7 +203,16 @@ async function ensureDeployed(
     if (existsSync(deploymentPath)) {
       const existing = await readDeployment(deploymentPath);
       const code = await provider.getCode(existing.market);
-      if (existing.chainId === chainId && code !== "0x") return { deployment: existing, deployedNow: false };
+      if (existing.chainId === chainId && code !== "0x") {
+        // Epochs are fixed in the randomness contract at deployment: a new --epoch-seconds needs a new chain.
+        if (Number(existing.params.epochSeconds) !== params.epochSeconds) {
+          logger.warn("the chain keeps the epoch length it was deployed with; remove HOME/chain to use a new one", {
+            deployed: existing.params.epochSeconds,
+            requested: params.epochSeconds,
+          });
+        }
+        return { deployment: existing, deployedNow: false };
+      }
       logger.warn("deployment file does not match the chain state; redeploying", { market: existing.market });
     }
     const signer = nonceSafe(await provider.getSigner(0));

@@ -23,6 +23,7 @@ export const RENTER_OPTIONS: readonly OptionName[] = [
   "same-subnet-ok",
   "max-price-tb-month",
   "snapshot-delay",
+  "deal-term",
 ];
 
 /** Parsed renter options. */
@@ -40,6 +41,7 @@ export interface RenterArgs {
   "same-subnet-ok": boolean;
   "max-price-tb-month"?: number;
   "snapshot-delay": number;
+  "deal-term"?: number;
 }
 
 /** Adds the renter options to a yargs builder. */
@@ -64,6 +66,7 @@ export function openRenterFromArgs(args: RenterArgs, offline = false, overrides:
     dht: args.dht,
     redundancy: args.redundancy,
     segmentSize: args["segment-size"],
+    dealTermSeconds: args["deal-term"],
     policy: {
       sameSubnetOk: args["same-subnet-ok"],
       ...(args["max-price-tb-month"] === undefined ? {} : { maxPriceTbMonth: BigInt(Math.round(args["max-price-tb-month"] * 1_000_000)) }),

@@ -48,6 +48,9 @@ export const MAX_DEAL_SIGN_REQUEST_BYTES = 1 * MIB;
 /** Most pieces one deal state may list. */
 export const MAX_DEAL_PIECES = 4096;
 
+/** Co-signed states remembered per deal for audits (see DealStateSigner.signedPieces). */
+export const RECENT_STATES_PER_DEAL = 4;
+
 /** Whole-exchange deadline of a deal-sign exchange, in ms. */
 export const DEAL_SIGN_TIMEOUT_MS = 60_000;
 
@@ -173,6 +176,8 @@ export class DealStateSigner {
   /** Piece ids of the latest state this process co-signed, per deal id. */
   readonly #lastPieces = new Map<string, Set<string>>();
   readonly #locks = new Map<string, Promise<unknown>>();
+  /** The last few co-signed piece lists per deal id, by deal root (0x-hex): what audits prove against. */
+  readonly #recentStates = new Map<string, Map<string, DealPiece[]>>();
 
   constructor(init: DealStateSignerInit) {
     this.#init = init;
@@ -180,17 +185,29 @@ export class DealStateSigner {
 
   /** Verifies `request` and returns the farmer's signature; throws a coded DstorError otherwise. */
   sign(request: DealSignRequest, options: AbortOptions = {}): Promise<string> {
-    const key = request.dealId.toString();
+    return this.withDealLock(request.dealId, () => this.#sign(request, options));
+  }
+
+  /**
+   * Runs `fn` while no state of `dealId` is being co-signed (and no other
+   * `fn` for it runs). The audit worker answers under this lock: an answer
+   * is verified against the deal root current when it is mined, so the
+   * farmer must not hand out a new state while its answer is in flight.
+   */
+  withDealLock<T>(dealId: bigint, fn: () => Promise<T>): Promise<T> {
+    const key = dealId.toString();
     const previous = this.#locks.get(key) ?? Promise.resolve();
-    const next = previous.then(
-      () => this.#sign(request, options),
-      () => this.#sign(request, options),
-    );
+    const next = previous.then(fn, fn);
     this.#locks.set(key, next);
     void next.finally(() => {
       if (this.#locks.get(key) === next) this.#locks.delete(key);
     }).catch(() => {});
     return next;
+  }
+
+  /** The newest state version this process co-signed for `dealId`, if any (it may not be on chain yet). */
+  latestSignedVersion(dealId: bigint): bigint | undefined {
+    return this.#lastSigned.get(dealId.toString());
   }
 
   /**
@@ -201,6 +218,16 @@ export class DealStateSigner {
   isReleased(dealId: bigint, pieceId: string): boolean {
     const pieces = this.#lastPieces.get(dealId.toString());
     return pieces !== undefined && !pieces.has(pieceId);
+  }
+
+  /**
+   * The pieces of a state this process co-signed for `dealId` whose deal
+   * root is `root` (0x-hex), if it is one of the last
+   * {@link RECENT_STATES_PER_DEAL}: the audit worker proves against the
+   * on-chain root, which may lag the newest signed state.
+   */
+  signedPieces(dealId: bigint, root: string): DealPiece[] | undefined {
+    return this.#recentStates.get(dealId.toString())?.get(root.toLowerCase());
   }
 
   async #sign(request: DealSignRequest, options: AbortOptions): Promise<string> {
@@ -263,6 +290,10 @@ export class DealStateSigner {
     });
     this.#lastSigned.set(key, request.version);
     this.#lastPieces.set(key, new Set(request.pieces.map((p) => p.pieceId)));
+    const recent = this.#recentStates.get(key) ?? new Map<string, DealPiece[]>();
+    recent.set(`0x${Buffer.from(root).toString("hex")}`, pieces);
+    if (recent.size > RECENT_STATES_PER_DEAL) recent.delete(recent.keys().next().value as string);
+    this.#recentStates.set(key, recent);
     if (request.pieces.length > 0) {
       await store.confirm(
         renter,

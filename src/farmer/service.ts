@@ -125,6 +125,12 @@ export interface FarmerServiceInit {
   timeoutsMs?: Partial<Record<string, number>>;
   /** Clock in ms since the epoch (tests). Default Date.now. */
   now?: () => number;
+  /**
+   * Test hook (`--dev-refuse-reads`, dev chains only): refuse every get
+   * while keeping the pieces and answering audits — the farmer the renter's
+   * spot checks exist to catch.
+   */
+  refuseReads?: boolean;
   logger?: Logger;
 }
 
@@ -360,6 +366,7 @@ export class FarmerService {
         }
       }
       const { renter } = await this.#verify(req, Action.Get, range === undefined ? 0 : range.end - range.start, signal);
+      if (this.#init.refuseReads === true) throw new DstorError("NOT_PERMITTED", "this farmer refuses reads (--dev-refuse-reads test hook)");
       if (info === undefined) throw new DstorError("PIECE_NOT_FOUND", "this farmer does not hold that piece for you");
       if (range === undefined) throw rangeError;
       const proofLength = multiproofLength(range.leafCount, range.startLeaf, range.endLeaf);

@@ -404,6 +404,39 @@ export class MetadataDb {
     });
   }
 
+  /**
+   * Moves pieces of file `inode` to new holders (repair), all segments in one
+   * batch: each change gives a segment's new holder map. A dropped holder's
+   * piece goes to the pending-delete set; a new holder's piece is indexed.
+   * `NO_SUCH_FILE` (and nothing written) when the file was removed or
+   * replaced meanwhile, or a segment no longer has the piece ids the repair
+   * rebuilt.
+   */
+  moveSegmentPieces(inode: number, changes: ReadonlyArray<{ index: number; pieceIds: readonly string[]; holders: Record<number, string> }>): Promise<void> {
+    return this.#write(async () => {
+      const ops: BatchOp[] = [];
+      for (const change of changes) {
+        const s = await this.#get<SegmentMeta>(segmentKey(inode, change.index));
+        if (s === undefined || s.pieceIds.join() !== change.pieceIds.join()) {
+          throw new DstorError("NO_SUCH_FILE", `segment ${change.index} of inode ${inode} changed during repair`, { details: { inode } });
+        }
+        const ref = (n: number): PieceRef => ({ pieceId: s.pieceIds[n]!, root: s.pieceRoots[n]!, size: s.pieceSize, inode, segment: s.index, number: n });
+        for (const [number, farmer] of Object.entries(s.holders)) {
+          const n = Number(number);
+          if (change.holders[n] === farmer) continue;
+          ops.push({ type: "del", key: pieceKey(farmer, s.pieceIds[n]!) });
+          ops.push({ type: "put", key: pendingKey(farmer, s.pieceIds[n]!), value: ref(n) });
+        }
+        for (const [number, farmer] of Object.entries(change.holders)) {
+          const n = Number(number);
+          if (s.holders[n] !== farmer) ops.push({ type: "put", key: pieceKey(farmer, s.pieceIds[n]!), value: ref(n) });
+        }
+        ops.push({ type: "put", key: segmentKey(inode, change.index), value: { ...s, holders: { ...change.holders } } });
+      }
+      await this.#db.batch(ops);
+    });
+  }
+
   /** The segments of file `inode`, in order. */
   async segments(inode: number): Promise<SegmentMeta[]> {
     return (await this.#scan<SegmentMeta>(segmentPrefix(inode))).map(([, s]) => s);

@@ -15,7 +15,7 @@ import type { ChildProcess } from "node:child_process";
 import { mkdir, rename, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { type Deployment, connectContracts } from "../chain/contracts.js";
+import { connectContracts, DEV_EPOCH_SECONDS, type Deployment, devParams } from "../chain/contracts.js";
 import { type DevChain, startDevChain } from "../chain/devchain.js";
 import { createProvider } from "../chain/signer.js";
 import { type AbortOptions, withDeadline } from "../core/abort.js";
@@ -38,6 +38,8 @@ export interface DevNetInit extends AbortOptions {
   chainPort: number;
   /** Seconds between blocks of the embedded chain. */
   blockTimeSeconds: number;
+  /** Epoch length of a first deployment, in seconds (default {@link DEV_EPOCH_SECONDS}). */
+  epochSeconds?: number | undefined;
   /** Use this chain instead of starting the embedded one (needs HOME/chain/deployment.json). */
   chainRpc?: string | undefined;
   /** Quota of each farmer, bytes. */
@@ -174,7 +176,14 @@ export async function startDevNet(init: DevNetInit): Promise<DevNet> {
   let rpcUrl: string;
   let deployment: Deployment;
   if (init.chainRpc === undefined) {
-    chain = await startDevChain({ home, port: init.chainPort, blockTimeSeconds: init.blockTimeSeconds, logger: logger.child("chain"), signal: init.signal });
+    chain = await startDevChain({
+      home,
+      port: init.chainPort,
+      blockTimeSeconds: init.blockTimeSeconds,
+      params: devParams(init.epochSeconds ?? DEV_EPOCH_SECONDS),
+      logger: logger.child("chain"),
+      signal: init.signal,
+    });
     rpcUrl = chain.rpcUrl;
     deployment = chain.deployment;
   } else {

@@ -29,6 +29,8 @@ import { type DstorProtocolId, PIECE_PUT_PROTOCOL } from "../protocol/protocols.
 import { openLevelSerialStore } from "../protocol/serials.js";
 import { createFarmerDirectory } from "../renter/directory.js";
 import { announceFarmer } from "./discovery.js";
+import { createFarmerAuditWorker, dealScanner } from "../workers/farmer-audit.js";
+import { chainNow } from "../workers/worker.js";
 import { homePaths, initHome } from "./home.js";
 import { createDstorLibp2p, type DstorLibp2p, type Libp2pEncryption, privateKeyFromSeed } from "./libp2p.js";
 
@@ -73,6 +75,10 @@ export interface FarmerNodeInit {
   allowPrivateAddresses?: boolean;
   /** Connection encryption preference. */
   encryption?: Libp2pEncryption[];
+  /** Test hook: refuse every read (see FarmerServiceInit.refuseReads). */
+  refuseReads?: boolean;
+  /** Run the audit/payment worker (default true; needs `register`). */
+  audits?: boolean;
   /** Whole-stream deadlines per protocol, in ms (tests shorten them). */
   timeoutsMs?: Partial<Record<DstorProtocolId, number>>;
   logger?: Logger;
@@ -160,6 +166,7 @@ export async function startFarmerNode(init: FarmerNodeInit): Promise<FarmerNode>
       priceTbMonth: price,
       version: FARMER_VERSION,
       dealSigner,
+      refuseReads: init.refuseReads === true,
       ...(init.unconfirmedPieceTtlMs === undefined ? {} : { unconfirmedPieceTtlMs: init.unconfirmedPieceTtlMs }),
       ...(init.sweepIntervalMs === undefined ? {} : { sweepIntervalMs: init.sweepIntervalMs }),
       ...(init.timeoutsMs === undefined ? {} : { timeoutsMs: init.timeoutsMs }),
@@ -210,6 +217,26 @@ export async function startFarmerNode(init: FarmerNodeInit): Promise<FarmerNode>
         logger: log.child("discovery"),
       });
       cleanups.push(stopAnnouncing);
+    }
+    if (init.register !== false && init.audits !== false) {
+      const params = init.deployment.params;
+      const worker = createFarmerAuditWorker({
+        farmer: wallet,
+        market: contracts.market,
+        randomness: contracts.randomness,
+        store,
+        dealIds: dealScanner(contracts.market as never, provider, { farmer: wallet }, init.deployment.deployBlock),
+        now: () => chainNow(provider),
+        clock: { genesis: init.deployment.genesis, epochSeconds: Number(params.epochSeconds) },
+        challengeProbabilityPpm: BigInt(params.challengeProbabilityPpm),
+        samplesPerChallenge: Number(params.samplesPerChallenge),
+        signedPieces: (dealId, root) => dealSigner.signedPieces(dealId, root),
+        coordinator: dealSigner,
+        logger: log.child("audit"),
+      });
+      worker.start();
+      // Before the service and the store stop: a round in flight reads pieces.
+      cleanups.push(() => worker.stop());
     }
     let stopping: Promise<void> | undefined;
     return {

@@ -11,12 +11,14 @@
  * if the tree changed) → libp2p node → chain provider → metadata database,
  * so no transfer can write to a closed database.
  */
+import { rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { getBytes, Interface, ZeroHash } from "ethers";
 import { connectContracts, RegistryAbi, type RegistryContract } from "../chain/contracts.js";
 import { fundDevAccount, resolveChainEndpoint } from "../chain/devchain.js";
 import { peerBindingMessage } from "../chain/proofs.js";
 import { createProvider, walletSigner } from "../chain/signer.js";
+import { withDeadline } from "../core/abort.js";
 import { DstorError, isDstorError } from "../core/errors.js";
 import { type Logger, silentLogger } from "../core/logging.js";
 import { deriveKeys } from "../crypto/keys.js";
@@ -24,13 +26,18 @@ import type { KernelChoice } from "../erasure/index.js";
 import { parseRedundancyStrategy } from "../erasure/strategy.js";
 import { FarmerClient } from "../farmer/client.js";
 import { type MetadataDb, openMetadataDb } from "../metadata/db.js";
-import { ChainDeals } from "../renter/deals.js";
+import { ChainDeals, DEFAULT_DEAL_TERM_SECONDS } from "../renter/deals.js";
 import { createFarmerDirectory, withPeer } from "../renter/directory.js";
 import { createOrderAuthority } from "../renter/orders.js";
 import { Renter } from "../renter/renter.js";
 import { MetadataBackup, type PointerStore, type SnapshotKeys } from "../renter/snapshots.js";
-import type { SelectionPolicy } from "../renter/selection.js";
+import { ineligibleReason, type SelectionPolicy } from "../renter/selection.js";
 import type { DealProvider, FarmerDirectory, FarmerRef, PieceTransport } from "../renter/types.js";
+import { dealScanner } from "../workers/farmer-audit.js";
+import { createRenterKeeper } from "../workers/renter-keeper.js";
+import { createRepairWorker, type RepairSummary } from "../workers/repair.js";
+import { createSpotCheckWorker } from "../workers/spot-check.js";
+import { chainNow } from "../workers/worker.js";
 import { findFarmersOnDht, findPeerOnDht } from "./discovery.js";
 import { homePaths, loadPhrase } from "./home.js";
 import { createDstorLibp2p, type DstorLibp2p } from "./libp2p.js";
@@ -67,6 +74,10 @@ export interface RenterNodeInit {
   snapshots?: "auto" | "mark" | "off";
   /** Quiet time after the last change to the tree before a snapshot, in ms (default {@link DEFAULT_SNAPSHOT_DELAY_MS}). */
   snapshotDelayMs?: number;
+  /** Deal term in seconds (`--deal-term`); default {@link defaultDealTermSeconds} of the deployment. */
+  dealTermSeconds?: number | undefined;
+  /** Run the background workers (chain keeper …): long-running renters (the mounted drive) only. */
+  workers?: boolean;
   logger?: Logger;
 }
 
@@ -122,6 +133,40 @@ export function registryPointerStore(registry: RegistryContract, renter: string)
       }
     },
   };
+}
+
+/** Most epochs a default deal term spans. */
+export const MAX_DEFAULT_TERM_EPOCHS = 500;
+
+/**
+ * The default deal term: a billing month, but at most
+ * {@link MAX_DEFAULT_TERM_EPOCHS} epochs. Closing a deal whose farmer was
+ * disqualified refunds every remaining epoch in one transaction (one loop
+ * iteration each), so a month of 10 s dev epochs (259,200) would not fit in
+ * a block; on a network (24 h epochs) this is the month.
+ */
+export function defaultDealTermSeconds(epochSeconds: number): number {
+  return Math.min(DEFAULT_DEAL_TERM_SECONDS, MAX_DEFAULT_TERM_EPOCHS * epochSeconds);
+}
+
+/** How long the repair worker waits for a holder's info answer before counting it offline. */
+const REPAIR_PROBE_TIMEOUT_MS = 5_000;
+
+/** Where the renter keeps the summary of its last repair (for `dstor status`). */
+export function lastRepairPath(home: string): string {
+  return join(homePaths(home).renter, "last-repair.json");
+}
+
+/** Writes the last repair summary atomically. */
+async function writeLastRepair(home: string, summary: RepairSummary): Promise<void> {
+  const path = lastRepairPath(home);
+  await writeFile(`${path}.tmp`, `${JSON.stringify(summary)}\n`);
+  await rename(`${path}.tmp`, path);
+}
+
+/** Spot checks run twice an epoch, between every 2 s and every 5 minutes. */
+export function spotCheckIntervalMs(epochSeconds: number): number {
+  return Math.min(300_000, Math.max(2_000, Math.floor((epochSeconds * 1000) / 2)));
 }
 
 /** Options of {@link farmerClientTransport}. */
@@ -290,6 +335,7 @@ export async function openRenterNode(init: RenterNodeInit): Promise<RenterNode> 
       renter: address,
       metadata,
       priceOf: (farmer) => contracts.registry.priceOf(farmer),
+      termSeconds: init.dealTermSeconds ?? defaultDealTermSeconds(Number(deployment.params.epochSeconds)),
       prepare: async () => {
         // Dev chains have a faucet; a real network's renter funds its wallet itself.
         if (deployment.params.faucet && (await contracts.token.balanceOf(address)) < DEV_FUND_TOKENS / 2n) {
@@ -303,6 +349,60 @@ export async function openRenterNode(init: RenterNodeInit): Promise<RenterNode> 
     });
     const orders = await createOrderAuthority(keys.wallet, BigInt(deployment.chainId));
     const renter = new Renter({ metadata, transport, directory, deals, orders, logger: log }, renterInit);
+    if (init.workers === true) {
+      const keeper = createRenterKeeper({
+        renter: address,
+        market: contracts.market,
+        registry: contracts.registry,
+        randomness: contracts.randomness,
+        dealIds: dealScanner(contracts.market as never, provider, { renter: address }, deployment.deployBlock),
+        now: () => chainNow(provider),
+        clock: { genesis: deployment.genesis, epochSeconds: Number(deployment.params.epochSeconds) },
+        challengeProbabilityPpm: BigInt(deployment.params.challengeProbabilityPpm),
+        logger: log.child("keeper"),
+      });
+      const spotChecks = createSpotCheckWorker({
+        target: { farmers: () => metadata.farmers(), piecesOn: (a) => metadata.piecesOn(a), spotCheck: (...args) => renter.spotCheck(...args) },
+        intervalMs: spotCheckIntervalMs(Number(deployment.params.epochSeconds)),
+        logger: log.child("spot-check"),
+      });
+      const policy = init.policy ?? {};
+      const repair = createRepairWorker({
+        target: { readdir: (p) => metadata.readdir(p), segments: (i) => metadata.segments(i), repairFile: (...args) => renter.repairFile(...args) },
+        unhealthy: async (holders, { signal }) => {
+          const candidates = new Map((await directory.list({ signal })).map((c) => [c.address, c]));
+          const records = new Map((await metadata.farmers()).map((r) => [r.address, r]));
+          const bad = new Set<string>();
+          await Promise.all(
+            holders.map(async (address) => {
+              const c = candidates.get(address);
+              const r = records.get(address);
+              if (c === undefined || c.disqualified || r?.disqualified) return void bad.add(address);
+              const reason = ineligibleReason(c, r, { ...policy, maxPriceTbMonth: undefined }, 0);
+              if (reason !== undefined) return void bad.add(address);
+              const ma = c.multiaddrs[0] ?? r?.multiaddrs[0];
+              try {
+                if (ma === undefined) throw new DstorError("NOT_ENOUGH_FARMERS", "no address");
+                await client.info(withPeer(ma, c.peerId), { signal: withDeadline(signal, REPAIR_PROBE_TIMEOUT_MS, "probing a holder") });
+              } catch {
+                if (!signal.aborted) bad.add(address);
+              }
+            }),
+          );
+          return bad;
+        },
+        intervalMs: spotCheckIntervalMs(Number(deployment.params.epochSeconds)),
+        onRepaired: (summary) => writeLastRepair(init.home, summary),
+        logger: log.child("repair"),
+      });
+      keeper.start();
+      spotChecks.start();
+      repair.start();
+      cleanups.push(() => repair.stop());
+      // Stopped before the chain provider, libp2p and the metadata they use.
+      cleanups.push(() => keeper.stop());
+      cleanups.push(() => spotChecks.stop());
+    }
     const pointer = registryPointerStore(contracts.registry, keys.wallet.address);
     if (init.snapshots === "off") return { renter, metadata, address, pointer, snapshotKeys, stop };
     const backup = new MetadataBackup(

@@ -23,7 +23,7 @@ import type { DealProvider, DealStatePiece, FarmerRef } from "./types.js";
 
 /** Default deal term: one billing month. */
 export const DEFAULT_DEAL_TERM_SECONDS = Number(SECONDS_PER_MONTH);
-/** A deal ending sooner than this is not used for new puts (a new term is opened instead). */
+/** A deal ending sooner than this is not used for new puts (a new term is opened instead); at most a quarter of the term. */
 const DEAL_END_MARGIN_SECONDS = 3600;
 /** Bytes of storage a fresh deal's escrow covers for its term by default (100 GB). */
 export const DEFAULT_ESCROW_BYTES = 100n * 10n ** 9n;
@@ -121,20 +121,21 @@ export class ChainDeals implements DealProvider {
 
   async #ensure(farmer: FarmerRef, options: AbortOptions): Promise<bigint> {
     const now = BigInt(Math.floor(Date.now() / 1000));
+    const term = this.#init.termSeconds ?? DEFAULT_DEAL_TERM_SECONDS;
+    const margin = BigInt(Math.min(DEAL_END_MARGIN_SECONDS, Math.floor(term / 4)));
     const { metadata, market, renter } = this.#init;
     const record = await metadata.farmer(farmer.address);
-    if (record?.dealId !== undefined && record.dealEnd !== undefined && BigInt(record.dealEnd) > now + BigInt(DEAL_END_MARGIN_SECONDS)) {
+    if (record?.dealId !== undefined && record.dealEnd !== undefined && BigInt(record.dealEnd) > now + margin) {
       return BigInt(record.dealId);
     }
     try {
       const latest = await market.latestDeal(renter, farmer.address);
       if (latest !== 0n) {
         const d = await market.deal(latest);
-        if (!d.closed && d.end > now + BigInt(DEAL_END_MARGIN_SECONDS)) return this.#remember(farmer, latest, d.term, d.end);
+        if (!d.closed && d.end > now + margin) return this.#remember(farmer, latest, d.term, d.end);
       }
       throwIfAborted(options.signal);
       await this.#prepare();
-      const term = this.#init.termSeconds ?? DEFAULT_DEAL_TERM_SECONDS;
       const price = await this.#init.priceOf(farmer.address);
       const bytes = this.#init.escrowBytes ?? DEFAULT_ESCROW_BYTES;
       // cost = price × bytes × seconds / (1 TB × 1 month), multiplied before dividing; at least one unit.

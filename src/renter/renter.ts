@@ -914,4 +914,136 @@ export class Renter {
     await Promise.all(Array.from({ length: VERIFY_PARALLELISM }, worker));
     return out;
   }
+
+  // ------------------------------------------------------- audits and repair
+
+  /**
+   * Off-chain spot check (the renter audit worker calls it): fetches leaves
+   * [startLeaf, endLeaf) of one piece `address` holds for us through the
+   * normal get path, verifies them against the root in metadata, and records
+   * the outcome in the farmer's record — which selection reads, so a farmer
+   * that refuses reads or serves bad bytes is avoided.
+   */
+  async spotCheck(
+    address: string,
+    piece: { pieceId: string; root: string; size: number },
+    startLeaf: number,
+    endLeaf: number,
+    options: { signal?: AbortSignal | undefined } = {},
+  ): Promise<{ ok: boolean; corrupt: boolean; error?: unknown }> {
+    const leaves = leafCount(piece.size);
+    if (!(Number.isSafeInteger(startLeaf) && Number.isSafeInteger(endLeaf) && startLeaf >= 0 && startLeaf < endLeaf && endLeaf <= leaves)) {
+      throw new DstorError("INVALID_ARGUMENT", `leaf range [${startLeaf}, ${endLeaf}) is not inside a ${leaves}-leaf piece`);
+    }
+    const farmer = await this.#farmerRef(address);
+    const offset = startLeaf * LEAF_SIZE_BYTES;
+    const length = Math.min(piece.size, endLeaf * LEAF_SIZE_BYTES) - offset;
+    const began = performance.now();
+    try {
+      const rec = await this.#c.metadata.farmer(address);
+      const dealId = rec?.dealId === undefined ? 0n : BigInt(rec.dealId);
+      const order = await this.#c.orders.sign({ farmer: address, dealId, pieceId: piece.pieceId, action: OrderAction.Get, maxBytes: length });
+      const signal = options.signal;
+      const result = await this.#c.transport.get(farmer, { order, pieceId: piece.pieceId, root: piece.root, size: piece.size, offset, length }, { signal });
+      // No proof: the transport verified against the root we sent (see GetPieceResult).
+      const ok =
+        result.data.byteLength === length &&
+        (result.proof === undefined || verifyMerkleMultiproof(fromHex(piece.root), leaves, startLeaf, result.data, result.proof));
+      await this.#recordOutcome(farmer, ok ? { ok: true, bytes: length, ms: performance.now() - began } : { ok: false, corrupt: true });
+      return { ok, corrupt: !ok };
+    } catch (error) {
+      if (options.signal?.aborted) throw abortReason(options.signal);
+      const corrupt = isDstorError(error, "MERKLE_PROOF_INVALID", "INTEGRITY_MISMATCH");
+      await this.#recordOutcome(farmer, { ok: false, corrupt });
+      return { ok: false, corrupt, error };
+    }
+  }
+
+  /**
+   * Repairs the file at `remotePath` (the repair worker calls it): every
+   * segment whose pieces on farmers outside `unhealthy` (and not
+   * disqualified) are down to the strategy's `repair` threshold gets k
+   * pieces downloaded from healthy holders, the missing pieces rebuilt
+   * (checked against their roots in metadata) and placed on new farmers
+   * under the usual selection and subnet rules, until `optimal` are healthy.
+   * Metadata changes in one batch for the whole file, then the deal states
+   * of the farmers involved are co-signed anew. Returns what was done.
+   */
+  async repairFile(
+    remotePath: string,
+    unhealthy: ReadonlySet<string>,
+    options: { signal?: AbortSignal | undefined } = {},
+  ): Promise<{ segments: number; pieces: number; bytes: number }> {
+    const signal = options.signal;
+    const record = await this.#c.metadata.lookup(normalizePath(remotePath));
+    const file = record.file;
+    if (record.type !== "file" || file === undefined || file.inline !== undefined) return { segments: 0, pieces: 0, bytes: 0 };
+    const { coder } = this.#coderFor(file.redundancy);
+    const strategy = coder.strategy;
+    const candidates = await this.#listCandidates(signal, true);
+    const byAddress = new Map(candidates.map((c) => [c.address, c]));
+    const policy = this.#init.policy ?? {};
+    const isHealthy = (address: string): boolean => !unhealthy.has(address) && byAddress.get(address)?.disqualified !== true;
+    const changes: Array<{ index: number; pieceIds: string[]; holders: Record<number, string> }> = [];
+    const touched = new Set<string>();
+    let pieces = 0;
+    let bytes = 0;
+    for (const segment of await this.#c.metadata.segments(record.inode)) {
+      throwIfAborted(signal);
+      const healthy = Object.entries(segment.holders).filter(([, a]) => isHealthy(a));
+      if (healthy.length > strategy.repair) continue;
+      const fromHealthy: SegmentMeta = { ...segment, holders: Object.fromEntries(healthy) as Record<number, string> };
+      const fetched = await this.#fetchPieces(fromHealthy, strategy.k, { offset: 0, length: segment.pieceSize }, signal);
+      const held = new Set(healthy.map(([n]) => Number(n)));
+      const wanted: number[] = [];
+      for (let n = 0; n < segment.pieceIds.length && held.size + wanted.length < strategy.optimal; n++) if (!held.has(n)) wanted.push(n);
+      const rebuilt = coder.reconstruct(fetched, wanted);
+      const holders: Record<number, string> = Object.fromEntries(healthy.map(([n, a]) => [Number(n), a]));
+      const exclude = new Set(Object.values(segment.holders));
+      const usedSubnets = new Set(healthy.map(([, a]) => byAddress.get(a)).filter((c) => c !== undefined).map((c) => failureDomain(c, policy)));
+      const records = await this.#records();
+      for (const [i, number] of wanted.entries()) {
+        const data = rebuilt[i]!;
+        const root = segment.pieceRoots[number]!;
+        if (toHex(merkleRoot(data)) !== root) throw new DstorError("INTEGRITY_MISMATCH", `rebuilt piece ${number} of segment ${segment.index} does not match its root`);
+        for (;;) {
+          const [farmer] = selectFarmers({ candidates, records, count: 1, pieceBytes: segment.pieceSize, policy, exclude, usedSubnets });
+          if (farmer === undefined || unhealthy.has(farmer.address)) {
+            if (farmer !== undefined) {
+              exclude.add(farmer.address);
+              continue;
+            }
+            throw new DstorError("NOT_ENOUGH_FARMERS", `no farmer left to take piece ${number} of segment ${segment.index}`);
+          }
+          exclude.add(farmer.address);
+          const began = performance.now();
+          try {
+            await this.#putPiece(farmer, segment.pieceIds[number]!, root, data, signal ?? new AbortController().signal);
+          } catch (error) {
+            if (signal?.aborted) throw abortReason(signal);
+            this.#log.warn("repair put failed; trying another farmer", { farmer: farmer.address, error });
+            await this.#recordOutcome(farmer, { ok: false });
+            continue;
+          }
+          void this.#recordOutcome(farmer, { ok: true, bytes: data.byteLength, ms: performance.now() - began });
+          usedSubnets.add(failureDomain(farmer, policy));
+          holders[number] = farmer.address;
+          touched.add(farmer.address);
+          pieces++;
+          bytes += data.byteLength;
+          break;
+        }
+      }
+      changes.push({ index: segment.index, pieceIds: segment.pieceIds, holders });
+    }
+    if (changes.length === 0) return { segments: 0, pieces: 0, bytes: 0 };
+    await this.#c.metadata.moveSegmentPieces(record.inode, changes);
+    // New holders confirm their pieces. The dropped holders' deal states are
+    // left alone on purpose: a challenge is asked with the deal's current
+    // piece count, so removing the pieces a failing farmer lost would turn
+    // its pending failures into paid, unchallenged epochs. Their deals end
+    // by disqualification or at their term; the pieces wait in pending deletes.
+    await this.syncDeals([...touched], { signal });
+    return { segments: changes.length, pieces, bytes };
+  }
 }

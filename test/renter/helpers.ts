@@ -35,6 +35,8 @@ export interface FakeBehaviour {
   down?: boolean;
   failPuts?: boolean;
   corruptGets?: boolean;
+  /** Gets are refused (puts still work): a farmer that keeps data but will not serve it. */
+  refuseGets?: boolean;
   /** Puts never finish unless aborted. */
   stallPuts?: boolean;
 }
@@ -131,6 +133,7 @@ export class FakeNetwork implements PieceTransport, FarmerDirectory, DealProvide
   async get(farmer: FarmerRef, request: GetPieceRequest, _options: AbortOptions = {}): Promise<GetPieceResult> {
     const f = this.#find(farmer);
     f.gets++;
+    if (f.behaviour.refuseGets) throw new DstorError("TIMEOUT", `farmer ${f.address} does not serve reads`);
     const piece = f.pieces.get(request.pieceId);
     if (piece === undefined) throw new DstorError("PIECE_NOT_FOUND", "no such piece");
     const offset = request.offset ?? 0;

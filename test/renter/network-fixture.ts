@@ -49,6 +49,8 @@ export async function startLocalFarmer(
   rpcUrl: string,
   chainHome: string,
   quota = "2GB",
+  priceTbMonth = "1.5",
+  extraArgs: readonly string[] = [],
 ): Promise<LocalFarmer> {
   const home = join(root, `farmer-${index}`);
   const storage = join(home, "farmer");
@@ -63,13 +65,14 @@ export async function startLocalFarmer(
     "--quota",
     quota,
     "--price-tb-month",
-    "1.5",
+    priceTbMonth,
     "--listen",
     `/ip4/127.0.${index}.1/tcp/0`,
     "--chain-rpc",
     rpcUrl,
     "--deployment",
     devChainPaths(chainHome).deployment,
+    ...extraArgs,
   ];
   const proc = spawnCliProcess(args, "ready", { name: `farmer ${index}`, timeoutMs: 90_000 });
   const child = proc.child;

@@ -5,6 +5,7 @@
  */
 import type { CommandModule } from "yargs";
 import { waitForStopSignal } from "../signals.js";
+import { devParams } from "../../chain/contracts.js";
 import { devChainPaths, startDevChain } from "../../chain/devchain.js";
 import { DstorError } from "../../core/errors.js";
 import { createLogger } from "../../core/logging.js";
@@ -14,15 +15,16 @@ interface ChainArgs {
   home: string;
   port: number;
   "block-time": number;
+  "epoch-seconds": number;
   "chain-rpc"?: string;
   json: boolean;
 }
 
-/** `dstor chain --home DIR --port N [--block-time S]`. */
+/** `dstor chain --home DIR --port N [--block-time S] [--epoch-seconds S]`. */
 export const chainCommand: CommandModule<object, ChainArgs> = {
   command: "chain",
   describe: "Run the embedded local chain (anvil) with the dstor contracts until interrupted",
-  builder: (yargs) => addOptions(yargs, ["home", "port", "block-time", "chain-rpc", "json"]) as never,
+  builder: (yargs) => addOptions(yargs, ["home", "port", "block-time", "epoch-seconds", "chain-rpc", "json"]) as never,
   handler: async (args) => {
     if (args["chain-rpc"] !== undefined) {
       throw new DstorError(
@@ -31,7 +33,13 @@ export const chainCommand: CommandModule<object, ChainArgs> = {
       );
     }
     const logger = createLogger("dstor:chain", { defaultLevel: "info" });
-    const chain = await startDevChain({ home: args.home, port: args.port, blockTimeSeconds: args["block-time"], logger });
+    const chain = await startDevChain({
+      home: args.home,
+      port: args.port,
+      blockTimeSeconds: args["block-time"],
+      params: devParams(args["epoch-seconds"]),
+      logger,
+    });
     const { deployment } = chain;
     if (args.json) {
       process.stdout.write(`${JSON.stringify({ rpcUrl: chain.rpcUrl, ...deployment })}\n`);
@@ -42,7 +50,7 @@ export const chainCommand: CommandModule<object, ChainArgs> = {
           `  token      ${deployment.token}`,
           `  registry   ${deployment.registry}`,
           `  market     ${deployment.market}`,
-          `  randomness ${deployment.randomness}`,
+          `  randomness ${deployment.randomness} (epochs of ${deployment.params.epochSeconds} s)`,
           `  deployment ${devChainPaths(args.home).deployment}${chain.deployedNow ? " (deployed now)" : ""}`,
           "Press Ctrl-C to stop (state is saved).",
           "",

@@ -28,6 +28,7 @@ interface FarmArgs {
   deployment?: string;
   port: number;
   "unconfirmed-ttl": number;
+  "dev-refuse-reads": boolean;
   json: boolean;
   "phrase-file"?: string;
 }
@@ -37,7 +38,7 @@ export const farmCommand: CommandModule<object, FarmArgs> = {
   command: "farm",
   describe: "Offer disk space as a farmer: serve pieces over libp2p and register on-chain, until interrupted",
   builder: (yargs) =>
-    addOptions(yargs, ["home", "storage", "quota", "price-tb-month", "listen", "bootstrap", "dht", "chain-rpc", "deployment", "port", "unconfirmed-ttl", "json"]).option(
+    addOptions(yargs, ["home", "storage", "quota", "price-tb-month", "listen", "bootstrap", "dht", "chain-rpc", "deployment", "port", "unconfirmed-ttl", "dev-refuse-reads", "json"]).option(
       "phrase-file",
       { type: "string", describe: "Create the home with the phrase in this file (first run only) instead of a new one" },
     ) as never,
@@ -51,6 +52,9 @@ export const farmCommand: CommandModule<object, FarmArgs> = {
       port: args.port,
       deploymentPath: args.deployment,
     });
+    if (args["dev-refuse-reads"] && !deployment.params.faucet) {
+      throw new DstorError("INVALID_OPTION", "--dev-refuse-reads is a test hook for dev chains only");
+    }
     const ttlMs = Math.round(args["unconfirmed-ttl"] * 1000);
     const farmer = await startFarmerNode({
       home: args.home,
@@ -64,6 +68,7 @@ export const farmCommand: CommandModule<object, FarmArgs> = {
       rpcUrl,
       deployment,
       unconfirmedPieceTtlMs: ttlMs,
+      refuseReads: args["dev-refuse-reads"],
       // Short TTLs (dev, tests) need a sweep that runs often enough to honour them.
       sweepIntervalMs: Math.min(EXPIRY_SWEEP_INTERVAL_MS, Math.max(250, Math.floor(ttlMs / 2))),
       allowPrivateAddresses: args.listen.some((a) => a.startsWith("/ip4/127.") || a.startsWith("/ip4/0.0.0.0")),

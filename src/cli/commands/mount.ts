@@ -48,8 +48,9 @@ export const mountCommand: CommandModule<object, MountArgs> = {
 export async function serveDrive(args: MountArgs): Promise<void> {
   const log = createLogger("dstor:fuse");
   const mountpoint = await prepareMountPoint(args.mountpoint, log);
-  // The drive keeps the metadata snapshot in the network up to date.
-  const node = await openRenterFromArgs(args, false, { snapshots: "auto" });
+  // The drive is the long-running renter: it keeps the metadata snapshot in
+  // the network up to date and runs the background workers.
+  const node = await openRenterFromArgs(args, false, { snapshots: "auto", workers: true });
   const status = new DriveStatusReporter({ home: args.home, mountpoint, metadata: node.metadata, backup: node.backup, logger: log });
   try {
     const staging = await openStagingArea(args["cache-dir"] ?? join(homePaths(args.home).renter, "cache"));

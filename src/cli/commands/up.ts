@@ -22,6 +22,7 @@ interface UpArgs {
   "farmer-port": number;
   port: number;
   "block-time": number;
+  "epoch-seconds": number;
   "chain-rpc"?: string;
   quota: number;
   "price-tb-month": number;
@@ -128,7 +129,7 @@ export const upCommand: CommandModule<object, UpArgs> = {
   command: "up",
   describe: "Run everything locally: the chain, farmers on 127.0.N.1, and the renter; with a live status screen",
   builder: (yargs) =>
-    addOptions(yargs, ["home", "farmer-count", "farmer-port", "port", "block-time", "chain-rpc", "quota", "price-tb-month", "renter", "mount", "json", "snapshot-delay"]) as never,
+    addOptions(yargs, ["home", "farmer-count", "farmer-port", "port", "block-time", "epoch-seconds", "chain-rpc", "quota", "price-tb-month", "renter", "mount", "json", "snapshot-delay"]) as never,
   handler: async (args) => {
     const logger = createLogger("dstor:up");
     const notes: string[] = [];
@@ -156,6 +157,7 @@ export const upCommand: CommandModule<object, UpArgs> = {
       farmerCount: args["farmer-count"],
       chainPort: args.port,
       blockTimeSeconds: args["block-time"],
+      epochSeconds: args["epoch-seconds"],
       chainRpc: args["chain-rpc"],
       farmerQuotaBytes: args.quota,
       farmerPort: args["farmer-port"],

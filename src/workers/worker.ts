@@ -1,0 +1,146 @@
+/**
+ * What every background worker (src/workers/) is: a named loop with a
+ * start/stop lifecycle, an injected logger and an AbortSignal that ends it.
+ *
+ * {@link PeriodicWorker} runs one `tick` at a time, every `intervalMs`
+ * measured from the end of the previous tick (a slow chain never makes ticks
+ * pile up). A failing tick is logged and the loop goes on: workers must
+ * survive a chain endpoint that is briefly down. `stop()` aborts the signal
+ * the running tick holds and waits for it to return; it is idempotent.
+ */
+import { revertName } from "../chain/signer.js";
+import { sleep } from "../core/abort.js";
+import type { Logger } from "../core/logging.js";
+
+/** A background worker. */
+export interface Worker {
+  /** Short name used in logs (`farmer-audit`). */
+  readonly name: string;
+  /** Starts the loop; a second call does nothing. */
+  start(): void;
+  /** Ends the loop and waits for the running tick; idempotent. */
+  stop(): Promise<void>;
+}
+
+/** Options of {@link PeriodicWorker}. */
+export interface PeriodicWorkerInit {
+  name: string;
+  /** Pause between the end of one tick and the start of the next, in ms. */
+  intervalMs: number;
+  /** One round of work; must honour `signal`. */
+  tick(signal: AbortSignal): Promise<void>;
+  logger: Logger;
+  /** Ends the worker when aborted (as stop() does). */
+  signal?: AbortSignal | undefined;
+}
+
+/** A worker that calls `tick` periodically; see the module comment. */
+export class PeriodicWorker implements Worker {
+  readonly name: string;
+  readonly #init: PeriodicWorkerInit;
+  readonly #controller = new AbortController();
+  #loop: Promise<void> | undefined;
+
+  constructor(init: PeriodicWorkerInit) {
+    this.name = init.name;
+    this.#init = init;
+    init.signal?.addEventListener("abort", () => this.#controller.abort(), { once: true });
+  }
+
+  start(): void {
+    if (this.#loop !== undefined || this.#controller.signal.aborted) return;
+    this.#loop = this.#run();
+  }
+
+  async #run(): Promise<void> {
+    const signal = this.#controller.signal;
+    const log = this.#init.logger;
+    while (!signal.aborted) {
+      try {
+        await this.#init.tick(signal);
+      } catch (error) {
+        if (signal.aborted) break;
+        log.warn(`${this.name}: round failed; retrying next round`, { error: String(error) });
+      }
+      try {
+        await sleep(this.#init.intervalMs, { signal });
+      } catch {
+        break;
+      }
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.#controller.abort();
+    await this.#loop;
+  }
+}
+
+/** Epoch arithmetic of a deployment (Market.epochAt / answerDeadline). */
+export interface EpochClock {
+  /** Start of epoch 0, unix seconds. */
+  genesis: number;
+  epochSeconds: number;
+}
+
+/** The epoch containing unix time `t` (as Market.epochAt). */
+export function epochAt(clock: EpochClock, t: number): bigint {
+  return t < clock.genesis ? 0n : BigInt(Math.floor((t - clock.genesis) / clock.epochSeconds));
+}
+
+/** Start of `epoch`, unix seconds. */
+export function epochStartTime(clock: EpochClock, epoch: bigint): number {
+  return clock.genesis + Number(epoch) * clock.epochSeconds;
+}
+
+/** Time after which a challenge of `epoch` can no longer be answered (Market.answerDeadline). */
+export function answerDeadline(clock: EpochClock, epoch: bigint): number {
+  return epochStartTime(clock, epoch + 2n);
+}
+
+/** How often a worker looks at the chain: five times an epoch, between 1 s and 60 s. */
+export function pollIntervalMs(clock: EpochClock): number {
+  return Math.min(60_000, Math.max(1_000, Math.floor((clock.epochSeconds * 1000) / 5)));
+}
+
+/**
+ * Chain time as a worker should use it: the latest block's timestamp, or the
+ * wall clock when that is later (an auto-mining dev chain makes no block
+ * while idle, yet its next block will carry the wall-clock time).
+ */
+export async function chainNow(provider: { getBlock(tag: "latest"): Promise<{ timestamp: number } | null> }): Promise<number> {
+  const block = await provider.getBlock("latest");
+  return Math.max(block?.timestamp ?? 0, Math.floor(Date.now() / 1000));
+}
+
+/** A sent transaction. */
+export interface SentTx {
+  wait(): Promise<unknown>;
+}
+
+/**
+ * Sends a transaction and waits for it; false (logged at debug) when the
+ * contract refuses it — workers race each other for seeds and settlements,
+ * and losing such a race is normal.
+ */
+export async function trySend(log: Logger, what: string, tx: () => Promise<SentTx>): Promise<boolean> {
+  try {
+    await (await tx()).wait();
+    return true;
+  } catch (error) {
+    log.debug(`${what} not sent`, { revert: revertName(error), error: String(error) });
+    return false;
+  }
+}
+
+/** The randomness calls seed keeping needs. */
+export interface SeedSource {
+  seedOf(epoch: bigint): Promise<string>;
+  fixSeed(epoch: bigint): Promise<SentTx>;
+}
+
+/** Anchors or fixes the seed of `epoch` (two calls in two blocks); a no-op once it is fixed. */
+export async function advanceSeed(log: Logger, randomness: SeedSource, epoch: bigint): Promise<void> {
+  if (BigInt(await randomness.seedOf(epoch)) !== 0n) return;
+  await trySend(log, `fixSeed(${epoch})`, () => randomness.fixSeed(epoch));
+}
