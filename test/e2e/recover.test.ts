@@ -14,7 +14,7 @@
 import assert from "node:assert/strict";
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, readlink, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
@@ -119,6 +119,11 @@ test("dstor recover brings back every file from the phrase alone", { timeout: 1_
   }
   await mkdir(join(original, "empty-dir"));
   await mkdir(join(drive, "empty-dir"));
+  // Symlinks are metadata records too: a link to a file and one to a directory come back.
+  for (const root of [original, drive]) {
+    await symlink("media/large.bin", join(root, "link-to-large"));
+    await symlink("../media", join(root, "docs", "media-dir-link"));
+  }
 
   // Uploads drain, every file is listed healthy, and the snapshot is stored once writes settle.
   const settled = await up.next(
@@ -142,6 +147,8 @@ test("dstor recover brings back every file from the phrase alone", { timeout: 1_
   );
   assert.ok(down.drive!.files.every((f) => f.health !== "lost" && f.health !== "repair"));
   await run("diff", ["-r", original, drive]);
+  assert.equal(await readlink(join(drive, "link-to-large")), "media/large.bin");
+  assert.equal(await readlink(join(drive, "docs", "media-dir-link")), "../media");
 
   // Stop the renter; chain and farmers come back alone (the killed farmer too).
   assert.equal(await stopUp(up.child), 0, up.stderr());
@@ -177,6 +184,8 @@ test("dstor recover brings back every file from the phrase alone", { timeout: 1_
   children.push(mountedRecovery.child);
   assert.equal(mountedRecovery.recovered.sequence, recovered.sequence);
   await run("diff", ["-r", original, drive]);
+  assert.equal(await readlink(join(drive, "link-to-large")), "media/large.bin");
+  assert.equal(await readlink(join(drive, "docs", "media-dir-link")), "../media");
   // The recovered drive is a working drive: deals continue, and its backup
   // continues the pointer's sequence when it is unmounted.
   const after = randomBytes(2 * MIB + 1);
