@@ -25,27 +25,14 @@ import { devChainPaths } from "../../src/chain/devchain.js";
 import { createProvider } from "../../src/chain/signer.js";
 import { deriveKeys, generateMnemonic } from "../../src/crypto/keys.js";
 import { freePort } from "../chain/fixture.js";
+import { type CliResult, runCli } from "../renter/network-fixture.js";
 import { MAIN, mounted, type StatusLine, startUp, stopUp } from "./up-fixture.js";
 
 const run = promisify(execFile);
 const MIB = 1024 * 1024;
 
 /** Runs `dstor ARGS` with `input` on stdin; resolves with its exit code and output. */
-function dstor(args: string[], input = ""): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [MAIN, ...args], { stdio: ["pipe", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (d: Buffer) => {
-      stdout += d.toString();
-    });
-    child.stderr.on("data", (d: Buffer) => {
-      stderr += d.toString();
-    });
-    child.stdin.end(input);
-    child.once("exit", (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const dstor = (args: string[], input = ""): Promise<CliResult> => runCli(args, 600_000, input);
 
 /** The tree written into the drive: nested directories, empty, inline, one-segment and two-segment files. */
 const TREE: Array<[string, number]> = [

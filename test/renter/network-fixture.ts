@@ -100,16 +100,17 @@ export interface CliResult {
   stderr: string;
 }
 
-/** Runs `dstor ARGS` to completion. */
-export function runCli(args: string[], timeoutMs = 600_000): Promise<CliResult> {
+/** Runs `dstor ARGS` to completion, with `input` (if given) on its standard input. */
+export function runCli(args: string[], timeoutMs = 600_000, input?: string): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(process.execPath, [CLI, ...args], { stdio: [input === undefined ? "ignore" : "pipe", "pipe", "pipe"] });
+    if (input !== undefined) child.stdin!.end(input);
     let stdout = "";
     let stderr = "";
-    child.stdout.on("data", (d: Buffer) => {
+    child.stdout!.on("data", (d: Buffer) => {
       stdout += d.toString();
     });
-    child.stderr.on("data", (d: Buffer) => {
+    child.stderr!.on("data", (d: Buffer) => {
       stderr += d.toString();
     });
     const timer = setTimeout(() => {
