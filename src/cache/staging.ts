@@ -60,14 +60,14 @@ export class StagingArea {
     return join(this.dir, `${id}.json`);
   }
 
-  /** A new item whose data file is empty; its record is journalled before this resolves. */
-  async create(record: StagingRecord): Promise<StagingItem> {
+  /** A new item whose data file is empty; its record is journalled (see {@link writeRecord} for `durable`) before this resolves. */
+  async create(record: StagingRecord, options: { durable?: boolean } = {}): Promise<StagingItem> {
     const id = randomBytes(12).toString("hex");
     const dataPath = this.#data(id);
     const handle = await open(dataPath, "w+", 0o600);
     const item: StagingItem = { id, dataPath, handle, record: { ...record } };
     try {
-      await this.writeRecord(item);
+      await this.writeRecord(item, options);
     } catch (error) {
       await handle.close().catch(() => {});
       await rm(dataPath, { force: true });
@@ -77,20 +77,26 @@ export class StagingArea {
   }
 
   /**
-   * Makes the item's data and record durable: fsyncs the data file, then
-   * writes the record to a temp file, fsyncs it and renames it into place
-   * (so a crash leaves the old record or the new one, never half of one).
+   * Journals the item's record: writes it to a temp file and renames it into
+   * place (so a crash leaves the old record or the new one, never half of
+   * one). With `durable` (the default) the data file and the record are
+   * fsynced first, so they survive a power loss too — what `fsync` promises.
+   * Without it they survive a crash of this process (the kernel keeps what
+   * was written), like a local file that was closed but not fsynced; that
+   * spares two disk flushes per create and close, which made creating small
+   * files ~50× slower than on a local disk.
    */
-  writeRecord(item: StagingItem): Promise<void> {
+  writeRecord(item: StagingItem, options: { durable?: boolean } = {}): Promise<void> {
+    const durable = options.durable !== false;
     // One record write per item at a time: concurrent writers would race on the temp file.
     const run = (this.#writes.get(item) ?? Promise.resolve()).then(async () => {
       const snapshot = JSON.stringify(item.record);
-      await item.handle.sync();
+      if (durable) await item.handle.sync();
       const tmp = `${this.#record(item.id)}.tmp`;
       const fh = await open(tmp, "w", 0o600);
       try {
         await fh.writeFile(snapshot);
-        await fh.sync();
+        if (durable) await fh.sync();
       } finally {
         await fh.close();
       }

@@ -332,7 +332,7 @@ export class Drive {
       this.#items.delete(p);
       this.#items.set(moved, item);
       item.staging.record.path = moved;
-      await this.#staging.writeRecord(item.staging);
+      await this.#staging.writeRecord(item.staging, { durable: false });
     }
     for (const h of this.#handles.values()) if (isUnder(h.path, src)) h.path = dst + h.path.slice(src.length);
   }
@@ -384,7 +384,7 @@ export class Drive {
       return;
     }
     Object.assign(item.staging.record, attrs);
-    await this.#staging.writeRecord(item.staging);
+    await this.#staging.writeRecord(item.staging, { durable: false });
     if (item.generation === item.uploaded) await this.#meta.setattr(p, attrs);
   }
 
@@ -422,7 +422,7 @@ export class Drive {
     const record = await this.#meta.lookup(p);
     if (record.type === "dir") throw new DstorError("IS_A_DIRECTORY", `${p} is a directory`);
     if (record.type !== "file") throw new DstorError("INVALID_ARGUMENT", `${p} is not a regular file`);
-    const staging = await this.#staging.create({ path: p, size: truncate ? 0 : record.size, mode: record.mode, mtimeMs: truncate ? Date.now() : record.mtimeMs });
+    const staging = await this.#staging.create({ path: p, size: truncate ? 0 : record.size, mode: record.mode, mtimeMs: truncate ? Date.now() : record.mtimeMs }, { durable: false });
     try {
       if (!truncate && record.size > 0) {
         let at = 0;
@@ -430,7 +430,7 @@ export class Drive {
           await staging.handle.write(chunk, 0, chunk.byteLength, at);
           at += chunk.byteLength;
         }
-        await this.#staging.writeRecord(staging);
+        await this.#staging.writeRecord(staging, { durable: false });
       }
     } catch (error) {
       await this.#staging.discard(staging);
@@ -467,7 +467,7 @@ export class Drive {
       if (parent.type !== "dir") throw new DstorError("NOT_A_DIRECTORY", `${parentOf(p)} is not a directory`);
     }
     if (exists) return this.#addHandle({ path: p, item: await this.#stage(p, true) });
-    const staging = await this.#staging.create({ path: p, size: 0, mode: mode & 0o7777, mtimeMs: Date.now() });
+    const staging = await this.#staging.create({ path: p, size: 0, mode: mode & 0o7777, mtimeMs: Date.now() }, { durable: false });
     const item: OpenItem = { staging, opens: 0, generation: 1, uploaded: -1, unlinked: false, chain: Promise.resolve() };
     this.#items.set(p, item);
     return this.#addHandle({ path: p, item });
@@ -541,7 +541,7 @@ export class Drive {
     item.staging.record.size = size;
     item.staging.record.mtimeMs = Date.now();
     item.generation++;
-    await this.#staging.writeRecord(item.staging);
+    await this.#staging.writeRecord(item.staging, { durable: false });
   }
 
   /** Truncates by path (stages the file; uploads at once when nobody holds it open). */
@@ -569,16 +569,20 @@ export class Drive {
     await this.#truncateItem(h.item, size);
   }
 
-  /** close(): makes the staged data and record durable locally (the journal), so an acknowledged close survives a crash. */
+  /**
+   * close(): journals the staged record, so an acknowledged close survives a
+   * crash of this process (the staged bytes are in the kernel's page cache);
+   * like a local file system, only fsync makes it survive a power loss.
+   */
   async flush(fd: number): Promise<void> {
     const h = this.#handle(fd);
-    if (h.item !== undefined && !h.item.unlinked && h.item.generation !== h.item.uploaded) await this.#staging.writeRecord(h.item.staging);
+    if (h.item !== undefined && !h.item.unlinked && h.item.generation !== h.item.uploaded) await this.#staging.writeRecord(h.item.staging, { durable: false });
   }
 
   /** fsync(): returns once the file is stored on farmers and committed in metadata. */
   async fsync(fd: number, options: { signal?: AbortSignal | undefined } = {}): Promise<void> {
     const h = this.#handle(fd);
-    if (h.item !== undefined) await this.#upload(h.item, options);
+    if (h.item !== undefined) await this.#upload(h.item, { ...options, durable: true });
   }
 
   /** Last close of a handle: dirty files are uploaded in the background. */
@@ -614,13 +618,14 @@ export class Drive {
    * Uploads `item` if it changed since its last upload (queued on the item's
    * chain). Afterwards a clean, unopened item leaves staging.
    */
-  #upload(item: OpenItem, options: { signal?: AbortSignal | undefined } = {}): Promise<void> {
+  #upload(item: OpenItem, options: { signal?: AbortSignal | undefined; durable?: boolean } = {}): Promise<void> {
     const run = item.chain.then(async () => {
       if (item.unlinked) return;
       if (item.generation !== item.uploaded) {
         const generation = item.generation;
         const { path, mode, mtimeMs } = item.staging.record;
-        await this.#staging.writeRecord(item.staging);
+        // Durable before an upload fsync waits for; a background upload needs only what close gave.
+        await this.#staging.writeRecord(item.staging, { durable: options.durable === true });
         await this.#data.put(path, createReadStream(item.staging.dataPath, { highWaterMark: 1024 * 1024 }), { mode, mtimeMs, signal: options.signal });
         item.uploaded = generation;
         // chmod/utimens during the put changed only the record: commit them without another upload.
