@@ -896,8 +896,10 @@ export class Renter {
         let verdict: NonNullable<PieceStat["verified"]>;
         const began = performance.now();
         try {
-          const { data } = await this.#getPiece(address, segment, number, undefined, signal ?? never);
-          verdict = data.byteLength === segment.pieceSize && bytesEqual(merkleRoot(data), fromHex(segment.pieceRoots[number]!)) ? "ok" : "corrupt";
+          const { data, proof } = await this.#getPiece(address, segment, number, undefined, signal ?? never);
+          // No proof: the transport already verified the bytes against the root we sent (as in downloads).
+          const verified = proof === undefined || bytesEqual(merkleRoot(data), fromHex(segment.pieceRoots[number]!));
+          verdict = data.byteLength === segment.pieceSize && verified ? "ok" : "corrupt";
           if (verdict === "ok") await this.#recordOutcome({ address, peerId: "", multiaddrs: [] }, { ok: true, bytes: data.byteLength, ms: performance.now() - began });
         } catch (error) {
           if (signal?.aborted) throw abortReason(signal);
