@@ -21,6 +21,7 @@
  * Usage: node dist/scripts/bench/fuse.js [--quick]   (or DSTOR_BENCH_QUICK=1:
  * 64 MiB and 1000 files instead of 1 GiB and 10 000, for busy machines)
  */
+import "../../src/core/v8-flags.js";
 import { execFile } from "node:child_process";
 import { randomBytes, randomInt } from "node:crypto";
 import { mkdir, open, stat, writeFile } from "node:fs/promises";

@@ -10,16 +10,18 @@
  *   and the metadata commit. Deals are opened before the timed run.
  * - download: `Renter.read` of the same file into a local file, fsynced.
  *
- * A real anvil runs the contracts; the renter opens real deals and signs real
- * orders. Targets: upload ≥ 0.2×, download ≥ 0.4× disk-write.
+ * A real anvil runs the contracts (with hour-long epochs, see below); the
+ * renter opens real deals and signs real orders. Targets: upload ≥ 0.2×, download ≥ 0.4× disk-write.
  *
  * Usage: node dist/scripts/bench/network.js [--quick]   (--quick: 64 MiB)
  */
+import "../../src/core/v8-flags.js";
 import { freeLoopbackPort } from "../../src/core/net.js";
 import { randomBytes } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { mkdir, open, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { devParams } from "../../src/chain/contracts.js";
 import { startDevChain } from "../../src/chain/devchain.js";
 import { MIB } from "../../src/core/units.js";
 import { initHome } from "../../src/node/home.js";
@@ -30,6 +32,7 @@ import { emit, mbps, round } from "./harness.js";
 const quick = process.argv.includes("--quick");
 const FILE_BYTES = (quick ? 64 : 256) * MIB;
 const FARMERS = 10;
+const BENCH_EPOCH_SECONDS = 3600;
 
 
 async function writeAndSync(path: string, chunks: AsyncIterable<Uint8Array> | Iterable<Uint8Array>): Promise<number> {
@@ -86,7 +89,10 @@ async function main(): Promise<void> {
   try {
     const chainHome = join(root, "chain-home");
     await mkdir(chainHome, { recursive: true });
-    const chain = await startDevChain({ home: chainHome, port: await freeLoopbackPort() });
+    // Hour-long epochs: a real network audits each deal about once a day, so
+    // audit work is negligible per byte stored; the dev default (10 s) would
+    // have every farmer answering challenges in the middle of the timed runs.
+    const chain = await startDevChain({ home: chainHome, port: await freeLoopbackPort(), params: devParams(BENCH_EPOCH_SECONDS) });
     cleanups.push(() => chain.stop());
     for (let i = 1; i <= FARMERS; i++) farmers.push(await startLocalFarmer(cleanups, root, i, chain.rpcUrl, chainHome, "20GB"));
     const renterHome = join(root, "renter");

@@ -12,6 +12,7 @@
  * pipeline-encode; pipeline-decode. A kernel this CPU cannot run prints a line
  * with `skipped` and the reason instead of figures.
  */
+import "../../src/core/v8-flags.js";
 import { createCipheriv, randomBytes } from "node:crypto";
 import { isDstorError } from "../../src/core/errors.js";
 import { GF_KERNEL_NAMES, loadNative } from "../../src/core/native.js";

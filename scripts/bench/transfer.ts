@@ -12,8 +12,13 @@
  * - piece-put/noise, piece-get/noise and piece-put/tls, piece-get/tls: the
  *   same with one encryption forced, to show why TLS is preferred.
  *
- * Usage: node dist/scripts/bench/transfer.js [--quick]
+ * Each piece line also gives the farmer's peak RSS and `cpuSecondsPerMB` of the renter and the farmer
+ * (CPU time from `process.cpuUsage`, which, unlike MB/s, barely depends on
+ * what else the shared machine runs).
+ *
+ * Usage: node dist/scripts/bench/transfer.js [--quick] [--piece-mib N]
  */
+import "../../src/core/v8-flags.js";
 import { fork } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { createWriteStream } from "node:fs";
@@ -32,12 +37,28 @@ import { DSTOR_PROTOCOLS } from "../../src/protocol/protocols.js";
 import { openLevelSerialStore } from "../../src/protocol/serials.js";
 import { emit, mbps, round } from "./harness.js";
 
-const PIECE_BYTES = 64 * 1024 * 1024;
 const CHAIN_ID = 31337n;
 const quick = process.argv.includes("--quick");
-const RUNS = quick ? 2 : 4;
+/** `--piece-mib N`: piece size (default 64 MiB; the network's pieces are segment / k, e.g. 2 MiB). */
+const pieceMibAt = process.argv.indexOf("--piece-mib");
+const PIECE_BYTES = (pieceMibAt > 0 ? Number(process.argv[pieceMibAt + 1]) : 64) * 1024 * 1024;
+/** Runs per line: at least 2 (4 without --quick) and at least 128 MiB of pieces. */
+const RUNS = Math.max(quick ? 2 : 4, Math.ceil((128 * 1024 * 1024) / PIECE_BYTES));
 
-type ChildMessage = { port?: number; addr?: string; wallet?: string; done?: boolean };
+type ChildMessage = { port?: number; addr?: string; wallet?: string; done?: boolean; cpuMicros?: number; maxRssMB?: number };
+
+/** This process's CPU time (user + system), in microseconds. */
+function cpuMicros(): number {
+  const u = process.cpuUsage();
+  return u.user + u.system;
+}
+
+/** Answers the parent's "cpu" requests with this process's CPU time. */
+function answerCpuRequests(): void {
+  process.on("message", (m) => {
+    if (m === "cpu") process.send?.({ cpuMicros: cpuMicros(), maxRssMB: Math.round(process.resourceUsage().maxRSS / 1024) } satisfies ChildMessage);
+  });
+}
 
 // ------------------------------------------------------------------ children
 
@@ -88,6 +109,7 @@ async function farmerChild(dir: string, encryption: Libp2pEncryption[]): Promise
     const h = handlers[p];
     await node.handle(p, (stream, conn) => h(stream as unknown as FarmerStream, conn.remotePeer.toString()), { maxInboundStreams: 16 });
   }
+  answerCpuRequests();
   process.send?.({ addr: node.getMultiaddrs()[0]!.toString(), wallet: wallet.address.toLowerCase() } satisfies ChildMessage);
   process.on("disconnect", async () => {
     await service.stop();
@@ -100,12 +122,31 @@ async function farmerChild(dir: string, encryption: Libp2pEncryption[]): Promise
 
 // ------------------------------------------------------------------ parent
 
-function startChild(args: string[]): Promise<{ msg: ChildMessage; stop: () => void }> {
+type Child = { msg: ChildMessage; stop: () => void; cpu: () => Promise<number>; maxRssMB: () => number };
+
+function startChild(args: string[]): Promise<Child> {
   const child = fork(new URL(import.meta.url).pathname, args, { stdio: ["ignore", "inherit", "inherit", "ipc"] });
+  let maxRss = 0;
+  const cpu = () =>
+    new Promise<number>((resolve) => {
+      child.once("message", (m) => {
+        maxRss = Math.max(maxRss, (m as ChildMessage).maxRssMB ?? 0);
+        resolve((m as ChildMessage).cpuMicros ?? 0);
+      });
+      child.send("cpu");
+    });
   return new Promise((resolve, reject) => {
-    child.once("message", (m) => resolve({ msg: m as ChildMessage, stop: () => child.disconnect() }));
+    child.once("message", (m) => resolve({ msg: m as ChildMessage, stop: () => child.disconnect(), cpu, maxRssMB: () => maxRss }));
     child.once("exit", (code) => reject(new Error(`bench child exited with ${code}`)));
   });
+}
+
+/** CPU seconds per MB (10^6 bytes) spent by the renter (this process) and the farmer child. */
+type CpuPerMB = { renter: number; farmer: number };
+
+function cpuPerMB(renterMicros: number, farmerMicros: number, bytes: number): CpuPerMB {
+  const mb = bytes / 1e6;
+  return { renter: round(renterMicros / 1e6 / mb, 4), farmer: round(farmerMicros / 1e6 / mb, 4) };
 }
 
 async function tcpOnce(port: number, data: Uint8Array): Promise<number> {
@@ -155,27 +196,37 @@ async function main(): Promise<void> {
         signOrder(renterWallet, CHAIN_ID, createOrder({ chainId: CHAIN_ID, dealId: 1n, renter, farmer: farmerWallet, pieceId, action, maxBytes: PIECE_BYTES }));
       let bestPut = Number.POSITIVE_INFINITY;
       let bestGet = Number.POSITIVE_INFINITY;
+      const cpu = { put: { renter: 0, farmer: 0 }, get: { renter: 0, farmer: 0 } };
       for (let i = 0; i < RUNS; i++) {
         const pieceId = randomBytes(32).toString("hex");
         const put = await order(OrderAction.Put, pieceId);
+        let c0 = cpuMicros();
+        let f0 = await farmer.cpu();
         let t0 = performance.now();
         await client.put(addr, { ...put, pieceId, size: PIECE_BYTES, root }, data);
         bestPut = Math.min(bestPut, performance.now() - t0);
+        cpu.put.renter += cpuMicros() - c0;
+        cpu.put.farmer += (await farmer.cpu()) - f0;
         const get = await order(OrderAction.Get, pieceId);
+        c0 = cpuMicros();
+        f0 = await farmer.cpu();
         t0 = performance.now();
         const back = await client.get(addr, { ...get, pieceId, root, size: PIECE_BYTES });
         bestGet = Math.min(bestGet, performance.now() - t0);
+        cpu.get.renter += cpuMicros() - c0;
+        cpu.get.farmer += (await farmer.cpu()) - f0;
         if (back.data.byteLength !== PIECE_BYTES) throw new Error("short read");
         const del = await order(OrderAction.Delete, pieceId);
         await client.delete(addr, { ...del, pieceId });
       }
       const enc = node.getConnections()[0]?.encryption;
-      for (const [name, ms] of [
-        [`piece-put${v.suffix}`, bestPut],
-        [`piece-get${v.suffix}`, bestGet],
+      for (const [name, ms, c] of [
+        [`piece-put${v.suffix}`, bestPut, cpu.put],
+        [`piece-get${v.suffix}`, bestGet, cpu.get],
       ] as const) {
         const rate = mbps(PIECE_BYTES, ms);
-        emit({ name, MBps: round(rate, 1), ratioToBaseline: round(rate / baseline, 3), encryption: enc });
+        const cpuSecondsPerMB = cpuPerMB(c.renter, c.farmer, PIECE_BYTES * RUNS);
+        emit({ name, MBps: round(rate, 1), ratioToBaseline: round(rate / baseline, 3), encryption: enc, cpuSecondsPerMB, farmerMaxRssMB: farmer.maxRssMB() });
       }
       await node.stop();
       farmer.stop();

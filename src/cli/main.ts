@@ -3,6 +3,7 @@
  * yargs CommandModule; options come from the one table in src/core/options.ts.
  * This is the only layer that prints to the console or sets exit codes.
  */
+import "../core/v8-flags.js";
 import yargs from "yargs";
 import { hideBin } from "yargs/helpers";
 import { isDstorError } from "../core/errors.js";
