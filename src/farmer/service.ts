@@ -73,7 +73,7 @@ import {
   encodeDealSignResponse,
   MAX_DEAL_SIGN_REQUEST_BYTES,
 } from "./deal-sign.js";
-import type { PieceInfo, PieceStore } from "./store/types.js";
+import type { PieceInfo, PieceStore, PieceWriter } from "./store/types.js";
 
 /** A bidirectional byte stream as the handlers need it (a libp2p 3 stream fits). */
 export interface FarmerStream extends ByteSource, ByteSink {
@@ -329,9 +329,7 @@ export class FarmerService {
         { root: Buffer.from(req.root, "hex"), dealId: req.order.dealId, expiresAt: this.#now() + this.#ttlMs },
         { signal },
       );
-      for await (const frame of readData(reader, req.size, { signal, frameTimeoutMs: FRAME_IDLE_TIMEOUT_MS })) {
-        await writer.write(frame);
-      }
+      await writeBatched(writer, readData(reader, req.size, { signal, frameTimeoutMs: FRAME_IDLE_TIMEOUT_MS }));
       await writer.commit();
       writer = undefined;
       this.#log.debug("piece stored", { renter, pieceId: req.pieceId, size: req.size });
@@ -546,6 +544,40 @@ function isStreamFailure(error: unknown): boolean {
  * to REFUSED_DRAIN_MS, so an early answer reaches a renter that is still
  * sending. A reader that already failed returns at once.
  */
+/**
+ * Writes `parts` (network-sized pieces of a piece's bytes) to `writer` in
+ * batches of {@link DATA_FRAME_BYTES}: fewer, larger disk writes than network
+ * chunks. Two batch buffers alternate, so the next one fills from the network
+ * while the last one is written; a buffer is reused only once its write
+ * settled (the writer's contract).
+ */
+async function writeBatched(writer: PieceWriter, parts: AsyncIterable<Uint8Array>): Promise<void> {
+  const buffers = [new Uint8Array(DATA_FRAME_BYTES), new Uint8Array(DATA_FRAME_BYTES)];
+  const writes: (Promise<void> | undefined)[] = [undefined, undefined];
+  let current = 0;
+  let fill = 0;
+  const flush = async (): Promise<void> => {
+    const write = writer.write(buffers[current]!.subarray(0, fill));
+    write.catch(() => {}); // awaited below or at the end; never left unhandled
+    writes[current] = write;
+    current ^= 1;
+    fill = 0;
+    await writes[current];
+    writes[current] = undefined;
+  };
+  for await (const part of parts) {
+    for (let at = 0; at < part.byteLength; ) {
+      const take = Math.min(DATA_FRAME_BYTES - fill, part.byteLength - at);
+      buffers[current]!.set(part.subarray(at, at + take), fill);
+      fill += take;
+      at += take;
+      if (fill === DATA_FRAME_BYTES) await flush();
+    }
+  }
+  if (fill > 0) await flush();
+  await Promise.all(writes);
+}
+
 async function drain(reader: FrameReader, signal: AbortSignal): Promise<void> {
   const deadline = AbortSignal.any([signal, AbortSignal.timeout(REFUSED_DRAIN_MS)]);
   try {

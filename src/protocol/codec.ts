@@ -36,6 +36,8 @@ const EMPTY = new Uint8Array(0);
 /**
  * One chunk from a source: a Uint8Array, or a list-like of several (a libp2p
  * `Uint8ArrayList`) whose `subarray()` with no arguments gives the bytes.
+ * A list that is also iterable is read buffer by buffer, without joining its
+ * buffers into one copy.
  */
 export type ByteChunk = Uint8Array | { subarray(): Uint8Array };
 
@@ -114,8 +116,9 @@ function operationSignal(options: FrameIoOptions, what: string): { signal: Abort
   return { signal: combined, dispose: () => clearTimeout(timer) };
 }
 
-function chunkBytes(chunk: ByteChunk): Uint8Array {
+function chunkBytes(chunk: ByteChunk): Uint8Array | Iterable<Uint8Array> {
   if (chunk instanceof Uint8Array) return chunk;
+  if (chunk !== null && typeof chunk === "object" && Symbol.iterator in chunk) return chunk as Iterable<Uint8Array>;
   if (chunk !== null && typeof chunk === "object" && typeof chunk.subarray === "function") {
     const bytes = chunk.subarray();
     if (bytes instanceof Uint8Array) return bytes;
@@ -133,6 +136,10 @@ export class FrameReader {
   readonly #maxFrameBytes: number;
   /** Unread rest of the current chunk (a view; never copied). */
   #chunk: Uint8Array = EMPTY;
+  /** Buffers of a received list not yet made the current chunk. */
+  #queued: Uint8Array[] = [];
+  /** Payload bytes of the current frame not yet handed out by {@link FrameReader.readPart}. */
+  #partRemaining = 0;
   #ended = false;
   #busy = false;
   #failure: DstorError | undefined;
@@ -148,7 +155,7 @@ export class FrameReader {
 
   /** True once the source has ended and every buffered byte was consumed. */
   get ended(): boolean {
-    return this.#ended && this.#chunk.byteLength === 0;
+    return this.#ended && this.#chunk.byteLength === 0 && this.#queued.length === 0;
   }
 
   /**
@@ -166,11 +173,51 @@ export class FrameReader {
     }
     if (this.#failure !== undefined) throw this.#failure;
     if (this.#busy) throw new DstorError("INTERNAL", "FrameReader does not support concurrent reads");
+    if (this.#partRemaining > 0) throw new DstorError("INTERNAL", "a frame is half read by readPart");
     this.#busy = true;
     const op = operationSignal(options, "reading a frame");
     try {
       throwIfAborted(op.signal);
       return await this.#readOne(maxBytes, op.signal);
+    } catch (error) {
+      this.#fail(error);
+      throw this.#failure;
+    } finally {
+      op.dispose();
+      this.#busy = false;
+    }
+  }
+
+  /**
+   * The next bytes of frame payload, for bulk data whose frame boundaries do
+   * not matter: a view on the received bytes (never a copy), at most the rest
+   * of the current frame; at a frame boundary the next frame's prefix is read
+   * first, and `maxBytes` applies to that frame. `null` when the stream ended
+   * cleanly between frames; an empty frame is `MESSAGE_MALFORMED`. Otherwise
+   * the same errors as {@link FrameReader.next}.
+   */
+  async readPart(options: ReadFrameOptions = {}): Promise<Uint8Array | null> {
+    const maxBytes = options.maxBytes ?? this.#maxFrameBytes;
+    if (this.#failure !== undefined) throw this.#failure;
+    if (this.#busy) throw new DstorError("INTERNAL", "FrameReader does not support concurrent reads");
+    this.#busy = true;
+    const op = operationSignal(options, "reading a frame");
+    try {
+      throwIfAborted(op.signal);
+      if (this.#partRemaining === 0) {
+        const length = await this.#readPrefix(maxBytes, op.signal);
+        if (length === null) return null;
+        if (length === 0) throw new DstorError("MESSAGE_MALFORMED", "empty data frame");
+        this.#partRemaining = length;
+      }
+      if (this.#chunk.byteLength === 0 && !(await this.#pull(op.signal))) {
+        throw new DstorError("MESSAGE_MALFORMED", `the stream ended inside a frame (${this.#partRemaining} bytes missing)`);
+      }
+      const take = Math.min(this.#partRemaining, this.#chunk.byteLength);
+      const part = this.#chunk.subarray(0, take);
+      this.#chunk = this.#chunk.subarray(take);
+      this.#partRemaining -= take;
+      return part;
     } catch (error) {
       this.#fail(error);
       throw this.#failure;
@@ -202,7 +249,7 @@ export class FrameReader {
     this.#busy = true;
     const op = operationSignal(options, "waiting for the end of the stream");
     try {
-      if (this.#chunk.byteLength > 0 || (await this.#pull(op.signal))) {
+      if (this.#chunk.byteLength > 0 || this.#partRemaining > 0 || (await this.#pull(op.signal))) {
         throw new DstorError("MESSAGE_MALFORMED", "the peer sent bytes after the end of its message");
       }
     } catch (error) {
@@ -246,22 +293,52 @@ export class FrameReader {
 
   /** Loads the next non-empty chunk into #chunk; false when the source has ended. */
   async #pull(signal: AbortSignal | undefined): Promise<boolean> {
-    while (!this.#ended) {
+    for (;;) {
+      const queued = this.#queued.shift();
+      if (queued !== undefined) {
+        if (queued.byteLength === 0) continue;
+        this.#chunk = queued;
+        return true;
+      }
+      if (this.#ended) return false;
       const result = await raceSignal(this.#iterator.next(), signal);
       if (result.done === true) {
         this.#ended = true;
         return false;
       }
       const bytes = chunkBytes(result.value);
-      if (bytes.byteLength > 0) {
-        this.#chunk = bytes;
-        return true;
-      }
+      if (bytes instanceof Uint8Array) this.#queued.push(bytes);
+      else for (const buf of bytes) this.#queued.push(buf);
     }
-    return false;
   }
 
   async #readOne(maxBytes: number, signal: AbortSignal | undefined): Promise<Uint8Array | null> {
+    const length = await this.#readPrefix(maxBytes, signal);
+    if (length === null) return null;
+    // Whole body in the current chunk: hand out a view, no copy.
+    if (this.#chunk.byteLength >= length) {
+      const body = this.#chunk.subarray(0, length);
+      this.#chunk = this.#chunk.subarray(length);
+      return body;
+    }
+    const body = new Uint8Array(length);
+    let have = 0;
+    while (have < length) {
+      if (this.#chunk.byteLength === 0 && !(await this.#pull(signal))) {
+        throw new DstorError("MESSAGE_MALFORMED", `the stream ended inside a frame (${have} of ${length} bytes)`, {
+          details: { have, length },
+        });
+      }
+      const take = Math.min(length - have, this.#chunk.byteLength);
+      body.set(this.#chunk.subarray(0, take), have);
+      this.#chunk = this.#chunk.subarray(take);
+      have += take;
+    }
+    return body;
+  }
+
+  /** Reads the next frame's length prefix: the payload length, or null at a clean end of stream. */
+  async #readPrefix(maxBytes: number, signal: AbortSignal | undefined): Promise<number | null> {
     // Length prefix: usually inside the current chunk, but may straddle chunks.
     let length: number;
     if (this.#chunk.byteLength >= FRAME_PREFIX_BYTES) {
@@ -287,26 +364,7 @@ export class FrameReader {
         details: { length, maxBytes },
       });
     }
-    // Whole body in the current chunk: hand out a view, no copy.
-    if (this.#chunk.byteLength >= length) {
-      const body = this.#chunk.subarray(0, length);
-      this.#chunk = this.#chunk.subarray(length);
-      return body;
-    }
-    const body = new Uint8Array(length);
-    let have = 0;
-    while (have < length) {
-      if (this.#chunk.byteLength === 0 && !(await this.#pull(signal))) {
-        throw new DstorError("MESSAGE_MALFORMED", `the stream ended inside a frame (${have} of ${length} bytes)`, {
-          details: { have, length },
-        });
-      }
-      const take = Math.min(length - have, this.#chunk.byteLength);
-      body.set(this.#chunk.subarray(0, take), have);
-      this.#chunk = this.#chunk.subarray(take);
-      have += take;
-    }
-    return body;
+    return length;
   }
 }
 
@@ -389,11 +447,12 @@ export interface ReadDataOptions extends AbortOptions {
 }
 
 /**
- * Yields the data frames that follow a header until exactly `totalBytes`
- * bytes have arrived. A frame that would overshoot `totalBytes` is
- * `MESSAGE_TOO_LARGE` (seen from its prefix); an empty frame or an early end
- * of stream is `MESSAGE_MALFORMED`. Frames are yielded as
- * they arrive, so a 256 MiB piece streams through one frame of memory.
+ * Yields the data that follows a header, in data frames, until exactly
+ * `totalBytes` bytes have arrived. A frame that would overshoot `totalBytes`
+ * is `MESSAGE_TOO_LARGE` (seen from its prefix); an empty frame or an early
+ * end of stream is `MESSAGE_MALFORMED`. Bytes are yielded as they arrive, as
+ * views on the received buffers (no copy; a yielded part may be any piece of
+ * a frame), so a 256 MiB piece streams through little memory.
  */
 export async function* readData(reader: FrameReader, totalBytes: number, options: ReadDataOptions = {}): AsyncGenerator<Uint8Array, void, undefined> {
   if (!Number.isSafeInteger(totalBytes) || totalBytes < 0) {
@@ -403,18 +462,14 @@ export async function* readData(reader: FrameReader, totalBytes: number, options
   const timeoutMs = options.frameTimeoutMs ?? FRAME_IDLE_TIMEOUT_MS;
   let received = 0;
   while (received < totalBytes) {
-    const frame = await reader.next({ signal: options.signal, timeoutMs, maxBytes: Math.min(maxBytes, totalBytes - received) });
-    if (frame === null) {
+    const part = await reader.readPart({ signal: options.signal, timeoutMs, maxBytes: Math.min(maxBytes, totalBytes - received) });
+    if (part === null) {
       throw new DstorError("MESSAGE_MALFORMED", `the stream ended after ${received} of ${totalBytes} data bytes`, {
         details: { received, totalBytes },
       });
     }
-    if (frame.byteLength === 0) {
-      reader.close();
-      throw new DstorError("MESSAGE_MALFORMED", "empty data frame");
-    }
-    received += frame.byteLength;
-    yield frame;
+    received += part.byteLength;
+    yield part;
   }
 }
 

@@ -135,6 +135,71 @@ describe("framing", () => {
     assert.deepEqual([...(await new FrameReader(source).readFrame())], [4, 5, 6]);
   });
 
+  test("an iterable list of buffers is read buffer by buffer, never joined", async () => {
+    const wire = concat([encodeFrame(new Uint8Array([1, 2, 3, 4, 5])), encodeFrame(new Uint8Array([6]))]);
+    // Like libp2p's Uint8ArrayList: iterable over its buffers; joining them would be a copy.
+    const list = {
+      bufs: [wire.subarray(0, 2), wire.subarray(2, 6), wire.subarray(6)],
+      subarray(): Uint8Array {
+        throw new Error("the reader joined the list's buffers");
+      },
+      [Symbol.iterator]() {
+        return this.bufs[Symbol.iterator]();
+      },
+    };
+    const reader = new FrameReader({
+      async *[Symbol.asyncIterator]() {
+        yield list;
+      },
+    });
+    assert.deepEqual([...(await reader.readFrame())], [1, 2, 3, 4, 5]);
+    assert.deepEqual([...(await reader.readFrame())], [6]);
+    assert.equal(await reader.next(), null);
+  });
+
+  test("property: readData yields views on the received buffers that add up to the data", async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.uint8Array({ minLength: 1, maxLength: 3000 }),
+        fc.integer({ min: 1, max: 700 }),
+        fc.array(fc.integer({ min: 1, max: 900 }), { minLength: 1, maxLength: 8 }),
+        async (data, frameBytes, cuts) => {
+          const frames: Uint8Array[] = [];
+          for (let i = 0; i < data.byteLength; i += frameBytes) frames.push(encodeFrame(data.subarray(i, i + frameBytes)));
+          const wire = concat(frames);
+          const chunks: Uint8Array[] = [];
+          for (let at = 0, c = 0; at < wire.byteLength; c++) {
+            const n = cuts[c % cuts.length]!;
+            chunks.push(wire.subarray(at, at + n));
+            at += n;
+          }
+          const parts: Uint8Array[] = [];
+          for await (const part of readData(new FrameReader(countingSource(chunks)), data.byteLength)) parts.push(part);
+          assert.deepEqual(concat(parts), data);
+          for (const part of parts) assert.equal(part.buffer, wire.buffer, "a part is a view, not a copy");
+        },
+      ),
+      { numRuns: 200 },
+    );
+  });
+
+  test("readPart hands out a frame in pieces; next() refuses a half-read frame", async () => {
+    const wire = concat([encodeFrame(new Uint8Array([1, 2, 3, 4])), encodeFrame(new Uint8Array([5]))]);
+    const reader = new FrameReader(countingSource([wire.subarray(0, 6), wire.subarray(6)]));
+    assert.deepEqual([...((await reader.readPart()) ?? [])], [1, 2]);
+    await assert.rejects(reader.next(), isCode("INTERNAL"));
+    const more = new FrameReader(countingSource([wire.subarray(0, 6), wire.subarray(6)]));
+    assert.deepEqual([...((await more.readPart()) ?? [])], [1, 2]);
+    assert.deepEqual([...((await more.readPart()) ?? [])], [3, 4]);
+    assert.deepEqual([...((await more.readPart({ maxBytes: 1 })) ?? [])], [5]);
+    assert.equal(await more.readPart(), null);
+    const oversize = new FrameReader(countingSource([wire]));
+    await assert.rejects(oversize.readPart({ maxBytes: 3 }), isCode("MESSAGE_TOO_LARGE"));
+    const cut = new FrameReader(countingSource([wire.subarray(0, 6)]));
+    await cut.readPart();
+    await assert.rejects(cut.readPart(), isCode("MESSAGE_MALFORMED"));
+  });
+
   test("a stalled stream times out with TIMEOUT; an abort is ABORTED", async () => {
     const reader = new FrameReader(stallingSource([new Uint8Array([0, 0])]));
     await assert.rejects(reader.next({ timeoutMs: 20 }), isCode("TIMEOUT"));
