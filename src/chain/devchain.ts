@@ -17,7 +17,7 @@ import { existsSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
-import { type AbortOptions, abortReason, sleep, withDeadline } from "../core/abort.js";
+import { type AbortOptions, abortReason, raceSignal, sleep, withDeadline } from "../core/abort.js";
 import { spawnTied } from "../core/child.js";
 import { DstorError } from "../core/errors.js";
 import { type Logger, silentLogger } from "../core/logging.js";
@@ -26,6 +26,13 @@ import { createProvider, nonceSafe } from "./signer.js";
 
 /** How long anvil may take to answer eth_chainId after spawning. */
 const START_TIMEOUT_MS = 20_000;
+/**
+ * Longest time deploying (or checking) the contracts may take: a dozen
+ * transactions that an auto-mining anvil takes in well under a second
+ * unloaded. Seen once on a heavily loaded machine: a deployment that never
+ * finished; now it fails with `TIMEOUT` and anvil is stopped.
+ */
+const DEPLOY_TIMEOUT_MS = 120_000;
 /** How long anvil may take to save its state and exit after SIGTERM. */
 const STOP_TIMEOUT_MS = 15_000;
 /** Default seconds between state dumps (a crash loses at most this much). */
@@ -48,6 +55,8 @@ export interface DevChainInit extends AbortOptions {
   blockTimeSeconds?: number | undefined;
   /** Seconds between state dumps. Default 2. */
   stateIntervalSeconds?: number;
+  /** Longest time deploying or checking the contracts may take, in ms (default 120 s). */
+  deployTimeoutMs?: number;
   /** Contract parameters for the first deployment. Default {@link DEV_PARAMS}. */
   params?: MarketParams;
   logger?: Logger;
@@ -127,7 +136,8 @@ export async function startDevChain(init: DevChainInit): Promise<DevChain> {
       signal: withDeadline(init.signal, START_TIMEOUT_MS, "starting the dev chain"),
     });
     await keepTimeMonotonic(rpcUrl, logger);
-    const { deployment, deployedNow } = await ensureDeployed(rpcUrl, chainId, paths.deployment, init.params ?? DEV_PARAMS, logger);
+    const signal = withDeadline(init.signal, init.deployTimeoutMs ?? DEPLOY_TIMEOUT_MS, "deploying the contracts");
+    const { deployment, deployedNow } = await raceSignal(ensureDeployed(rpcUrl, chainId, paths.deployment, init.params ?? DEV_PARAMS, logger, signal), signal);
     return { rpcUrl, chainId, deployment, deployedNow, pid: child.pid ?? -1, stop };
   } catch (error) {
     await stop();
@@ -197,8 +207,12 @@ async function ensureDeployed(
   deploymentPath: string,
   params: MarketParams,
   logger: Logger,
+  signal: AbortSignal,
 ): Promise<{ deployment: Deployment; deployedNow: boolean }> {
   const provider = createProvider(rpcUrl);
+  // At the deadline, stop the provider's polling and requests so nothing keeps running.
+  const onAbort = (): void => provider.destroy();
+  signal.addEventListener("abort", onAbort, { once: true });
   try {
     if (existsSync(deploymentPath)) {
       const existing = await readDeployment(deploymentPath);
@@ -221,7 +235,8 @@ async function ensureDeployed(
     logger.info("contracts deployed", { ...deployment, params: undefined });
     return { deployment, deployedNow: true };
   } finally {
-    await provider.close();
+    signal.removeEventListener("abort", onAbort);
+    if (!signal.aborted) await provider.close();
   }
 }
 

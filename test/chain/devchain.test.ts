@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { test } from "node:test";
 import { Wallet } from "ethers";
 import { connectContracts } from "../../src/chain/contracts.js";
+import { isDstorError } from "../../src/core/errors.js";
 import { devChainPaths, fundDevAccount, startDevChain } from "../../src/chain/devchain.js";
 import { createProvider, nonceSafe } from "../../src/chain/signer.js";
 import { freePort, TEST_PARAMS } from "./fixture.js";
@@ -62,4 +63,15 @@ test("the dev chain survives a restart: deployment, balances, deals and a monoto
   assert.ok(after.timestamp >= block.timestamp, `timestamp ${after.timestamp} went back from ${block.timestamp}`);
   assert.ok((await c2.market.epochAt(after.timestamp)) >= epoch);
   await second.stop();
+});
+
+test("a deployment that does not finish in time fails with TIMEOUT and stops anvil", async (t) => {
+  const home = await mkdtemp(join(tmpdir(), "dstor-devchain-"));
+  t.after(() => rm(home, { recursive: true, force: true }));
+  const port = await freePort();
+  await assert.rejects(startDevChain({ home, port, params: TEST_PARAMS, deployTimeoutMs: 1 }), (e) => isDstorError(e, "TIMEOUT"));
+  // anvil is gone: its port is free again and a new chain starts on it.
+  const chain = await startDevChain({ home, port, params: TEST_PARAMS });
+  t.after(() => chain.stop());
+  assert.equal(chain.deployedNow, true);
 });
