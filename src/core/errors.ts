@@ -59,6 +59,7 @@ export type DstorErrorCode =
   | "SNAPSHOT_STALE"
   // drive
   | "READ_ONLY"
+  | "MOUNT_FAILED"
   | "NOT_PERMITTED";
 
 /** Options accepted by {@link DstorError}. */

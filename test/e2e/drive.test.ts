@@ -146,4 +146,46 @@ test("the drive through a real FUSE mount", { timeout: 600_000 }, async (t) => {
     assert.equal(m.child.exitCode, 0, m.stderr());
     assert.deepEqual(await readdir(mnt), [], "the mount point is an empty directory again");
   });
+
+  await t.test("--daemon returns once mounted, serves in the background and stops on dstor unmount", async () => {
+    const started = await runCli(["mount", mnt, ...common, "--daemon", "--json"], 150_000);
+    assert.equal(started.code, 0, started.stderr);
+    const event = JSON.parse(started.stdout.trim().split("\n").pop()!) as { event: string; pid: number; log: string; daemon: boolean };
+    assert.equal(event.event, "mounted");
+    assert.equal(event.daemon, true);
+    // If anything below fails, the daemon must not outlive the test.
+    cleanups.push(async () => {
+      if (isAlive(event.pid)) process.kill(event.pid, "SIGKILL");
+    });
+    assert.ok(isAlive(event.pid), "the background mount runs after the command returned");
+    await writeFile(at("daemon.txt"), "served in the background");
+    assert.equal(await readFile(at("daemon.txt"), "utf8"), "served in the background");
+    const un = await runCli(["unmount", mnt, "--json"], 60_000);
+    assert.equal(un.code, 0, un.stderr);
+    for (const until = Date.now() + 120_000; isAlive(event.pid); ) {
+      assert.ok(Date.now() < until, "the background mount exits after dstor unmount");
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    assert.deepEqual(await readdir(mnt), []);
+    assert.match(await readFile(event.log, "utf8"), /"event":"unmounted"/);
+  });
+
+  await t.test("--daemon on a non-empty mount point fails with the mount's own error", async () => {
+    const full = join(root, "full");
+    await mkdir(full);
+    await writeFile(join(full, "x"), "x");
+    const r = await runCli(["mount", full, ...common, "--daemon"], 150_000);
+    assert.equal(r.code, 1, r.stdout);
+    assert.match(r.stderr, /background mount .* exited .*not empty/);
+  });
 });
+
+/** Whether process `pid` still exists (signal 0 checks without signalling). */
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
