@@ -118,6 +118,39 @@ test("the drive through a real FUSE mount", { timeout: 600_000 }, async (t) => {
     await run("diff", ["-r", src, at("tree")]);
   });
 
+  await t.test("concurrent writers and readers, on different files and on one file", async () => {
+    // Six files written at once, then all read at once.
+    const files = Array.from({ length: 6 }, (_, i) => ({ name: at(`par-${i}.bin`), data: randomBytes(MIB + 4099 * i) }));
+    await Promise.all(files.map((f) => writeFile(f.name, f.data)));
+    const back = await Promise.all(files.map((f) => readFile(f.name)));
+    for (const [i, b] of back.entries()) assert.deepEqual(b, files[i]!.data, `par-${i}.bin`);
+    // Two handles on one file write disjoint halves concurrently, chunk by chunk.
+    const half = 768 * 1024;
+    const a = randomBytes(half);
+    const b = randomBytes(half);
+    const shared = at("shared.bin");
+    await writeFile(shared, "");
+    const [ha, hb] = await Promise.all([open(shared, "r+"), open(shared, "r+")]);
+    try {
+      const chunk = 64 * 1024;
+      await Promise.all([
+        (async () => {
+          for (let o = 0; o < half; o += chunk) await ha.write(a, o, chunk, o);
+        })(),
+        (async () => {
+          for (let o = 0; o < half; o += chunk) await hb.write(b, o, chunk, half + o);
+        })(),
+      ]);
+    } finally {
+      await ha.close();
+      await hb.close();
+    }
+    const whole = Buffer.concat([a, b]);
+    // Four readers at once see the same bytes as the writers left.
+    const readers = await Promise.all(Array.from({ length: 4 }, () => readFile(shared)));
+    for (const r of readers) assert.deepEqual(r, whole);
+  });
+
   await t.test("unmount, remount: identical", async () => {
     assert.equal(await m.stop(), 0, m.stderr());
     m = await mount();
