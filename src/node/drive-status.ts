@@ -59,7 +59,15 @@ export interface DriveStatus {
   /** Files beyond {@link DRIVE_STATUS_MAX_FILES}, not listed. */
   moreFiles: number;
   /** `sequence`/`at`: the last snapshot this drive stored; `onChain`: the pointer's sequence when the drive started. */
-  snapshot: { sequence?: number | undefined; at?: string | undefined; onChain?: number | undefined; dirty: boolean; error?: string | undefined };
+  snapshot: {
+    sequence?: number | undefined;
+    at?: string | undefined;
+    onChain?: number | undefined;
+    dirty: boolean;
+    /** A snapshot is being stored right now. */
+    storing?: boolean | undefined;
+    error?: string | undefined;
+  };
 }
 
 /** The path of the drive status file of `home`. */
@@ -203,6 +211,7 @@ export class DriveStatusReporter {
         ...(last === undefined ? {} : { sequence: last.sequence, at: new Date(last.at).toISOString() }),
         ...(backup?.pointerAtStart === undefined ? {} : { onChain: backup.pointerAtStart }),
         dirty: backup?.dirty ?? false,
+        storing: backup?.storing ?? false,
         ...(error === undefined ? {} : { error: String((error as Error).message ?? error) }),
       },
     };

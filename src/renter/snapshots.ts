@@ -152,6 +152,11 @@ export class MetadataBackup {
     return this.#dirty;
   }
 
+  /** Whether a snapshot is being stored right now. */
+  get storing(): boolean {
+    return this.#running !== undefined;
+  }
+
   /** The last snapshot this process stored (sequence, ms since the epoch). */
   get last(): { sequence: number; at: number } | undefined {
     return this.#last;

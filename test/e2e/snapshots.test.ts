@@ -90,7 +90,10 @@ test("metadata backup: debounce, pointer sequence, old pieces deleted after the 
 
   // Snapshots 2 and 3: after 3's pointer is confirmed, 1's pieces are gone, 2's kept.
   await node.renter.put("/b.bin", [randomBytes(5000)]);
-  assert.equal((await backup.snapshot())?.sequence, 2);
+  const second = backup.snapshot();
+  assert.equal(backup.storing, true, "a snapshot in flight shows as storing");
+  assert.equal((await second)?.sequence, 2);
+  assert.equal(backup.storing, false);
   const before3 = await snapshotPieces(node.metadata, farmers);
   assert.ok((before3.get(1)?.length ?? 0) >= 8 && (before3.get(2)?.length ?? 0) >= 8, "snapshots 1 and 2 are both held");
   await node.metadata.mkdir("/dir");

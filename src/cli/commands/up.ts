@@ -86,7 +86,8 @@ function renderDrive(view: DriveView): string[] {
   const s = view.snapshot;
   const stored =
     s.sequence !== undefined ? `#${s.sequence} at ${s.at}` : s.onChain !== undefined && s.onChain > 0 ? `#${s.onChain} (from an earlier run)` : "none stored yet";
-  lines.push(`metadata backup: ${stored}${s.dirty ? " (changes pending)" : ""}${s.error === undefined ? "" : ` — last attempt failed: ${s.error}`}`);
+  const state = s.storing === true ? " (storing a new snapshot now)" : s.dirty ? " (changes pending)" : "";
+  lines.push(`metadata backup: ${stored}${state}${s.error === undefined ? "" : ` — last attempt failed: ${s.error}`}`);
   return lines;
 }
 
