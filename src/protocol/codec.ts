@@ -171,17 +171,25 @@ export class FrameReader {
     if (!Number.isSafeInteger(maxBytes) || maxBytes < 0) {
       throw new DstorError("INVALID_ARGUMENT", `maxBytes must be a non-negative integer, got ${maxBytes}`);
     }
+    if (this.#partRemaining > 0 && this.#failure === undefined) throw new DstorError("INTERNAL", "a frame is half read by readPart");
+    return this.#exclusive(options, "reading a frame", (signal) => this.#readOne(maxBytes, signal));
+  }
+
+  /**
+   * Runs one read operation: refuses it after a failure or during another
+   * read, gives it a signal with the operation's deadline, and records its
+   * failure (which poisons the reader) before rethrowing it as a DstorError.
+   */
+  async #exclusive<T>(options: FrameIoOptions, what: string, read: (signal: AbortSignal | undefined) => Promise<T>): Promise<T> {
     if (this.#failure !== undefined) throw this.#failure;
     if (this.#busy) throw new DstorError("INTERNAL", "FrameReader does not support concurrent reads");
-    if (this.#partRemaining > 0) throw new DstorError("INTERNAL", "a frame is half read by readPart");
     this.#busy = true;
-    const op = operationSignal(options, "reading a frame");
+    const op = operationSignal(options, what);
     try {
       throwIfAborted(op.signal);
-      return await this.#readOne(maxBytes, op.signal);
+      return await read(op.signal);
     } catch (error) {
-      this.#fail(error);
-      throw this.#failure;
+      throw this.#fail(error);
     } finally {
       op.dispose();
       this.#busy = false;
@@ -198,19 +206,14 @@ export class FrameReader {
    */
   async readPart(options: ReadFrameOptions = {}): Promise<Uint8Array | null> {
     const maxBytes = options.maxBytes ?? this.#maxFrameBytes;
-    if (this.#failure !== undefined) throw this.#failure;
-    if (this.#busy) throw new DstorError("INTERNAL", "FrameReader does not support concurrent reads");
-    this.#busy = true;
-    const op = operationSignal(options, "reading a frame");
-    try {
-      throwIfAborted(op.signal);
+    return this.#exclusive(options, "reading a frame", async (signal) => {
       if (this.#partRemaining === 0) {
-        const length = await this.#readPrefix(maxBytes, op.signal);
+        const length = await this.#readPrefix(maxBytes, signal);
         if (length === null) return null;
         if (length === 0) throw new DstorError("MESSAGE_MALFORMED", "empty data frame");
         this.#partRemaining = length;
       }
-      if (this.#chunk.byteLength === 0 && !(await this.#pull(op.signal))) {
+      if (this.#chunk.byteLength === 0 && !(await this.#pull(signal))) {
         throw new DstorError("MESSAGE_MALFORMED", `the stream ended inside a frame (${this.#partRemaining} bytes missing)`);
       }
       const take = Math.min(this.#partRemaining, this.#chunk.byteLength);
@@ -218,13 +221,7 @@ export class FrameReader {
       this.#chunk = this.#chunk.subarray(take);
       this.#partRemaining -= take;
       return part;
-    } catch (error) {
-      this.#fail(error);
-      throw this.#failure;
-    } finally {
-      op.dispose();
-      this.#busy = false;
-    }
+    });
   }
 
   /**
@@ -244,20 +241,11 @@ export class FrameReader {
    * `MESSAGE_MALFORMED` (a peer sending past the end of its message).
    */
   async readEnd(options: FrameIoOptions = {}): Promise<void> {
-    if (this.#failure !== undefined) throw this.#failure;
-    if (this.#busy) throw new DstorError("INTERNAL", "FrameReader does not support concurrent reads");
-    this.#busy = true;
-    const op = operationSignal(options, "waiting for the end of the stream");
-    try {
-      if (this.#chunk.byteLength > 0 || this.#partRemaining > 0 || (await this.#pull(op.signal))) {
+    await this.#exclusive(options, "waiting for the end of the stream", async (signal) => {
+      if (this.#chunk.byteLength > 0 || this.#partRemaining > 0 || (await this.#pull(signal))) {
         throw new DstorError("MESSAGE_MALFORMED", "the peer sent bytes after the end of its message");
       }
-    } catch (error) {
-      throw this.#fail(error);
-    } finally {
-      op.dispose();
-      this.#busy = false;
-    }
+    });
   }
 
   /**

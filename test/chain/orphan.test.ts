@@ -6,16 +6,9 @@ import { join } from "node:path";
 import { test } from "node:test";
 import { sleep } from "../../src/core/abort.js";
 import { canTieToParent } from "../../src/core/child.js";
+import { alive } from "../e2e/up-fixture.js";
 import { freePort } from "./fixture.js";
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 test("anvil does not outlive a SIGKILLed parent", { timeout: 60_000 }, async (t) => {
   assert.ok(canTieToParent(), "setpriv (util-linux) must be present on Linux");

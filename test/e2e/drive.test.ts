@@ -14,6 +14,7 @@ import { promisify } from "node:util";
 import { devChainPaths } from "../../src/chain/devchain.js";
 import { startFixture } from "../chain/fixture.js";
 import { type DriveMount, exited, spawnMount } from "./drive-fixture.js";
+import { alive } from "./up-fixture.js";
 import { removeRoot, runCli, startLocalFarmer, tempRoot } from "../renter/network-fixture.js";
 
 const run = promisify(execFile);
@@ -188,14 +189,14 @@ test("the drive through a real FUSE mount", { timeout: 600_000 }, async (t) => {
     assert.equal(event.daemon, true);
     // If anything below fails, the daemon must not outlive the test.
     cleanups.push(async () => {
-      if (isAlive(event.pid)) process.kill(event.pid, "SIGKILL");
+      if (alive(event.pid)) process.kill(event.pid, "SIGKILL");
     });
-    assert.ok(isAlive(event.pid), "the background mount runs after the command returned");
+    assert.ok(alive(event.pid), "the background mount runs after the command returned");
     await writeFile(at("daemon.txt"), "served in the background");
     assert.equal(await readFile(at("daemon.txt"), "utf8"), "served in the background");
     const un = await runCli(["unmount", mnt, "--json"], 60_000);
     assert.equal(un.code, 0, un.stderr);
-    for (const until = Date.now() + 120_000; isAlive(event.pid); ) {
+    for (const until = Date.now() + 120_000; alive(event.pid); ) {
       assert.ok(Date.now() < until, "the background mount exits after dstor unmount");
       await new Promise((r) => setTimeout(r, 200));
     }
@@ -213,12 +214,3 @@ test("the drive through a real FUSE mount", { timeout: 600_000 }, async (t) => {
   });
 });
 
-/** Whether process `pid` still exists (signal 0 checks without signalling). */
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
