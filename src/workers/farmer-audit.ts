@@ -68,6 +68,8 @@ export interface AuditedDeal {
   root: string;
   pieceCount: bigint;
   version: bigint;
+  /** Egress already redeemed (cumulative voucher amount). */
+  egressPaid: bigint;
 }
 
 /** The Market calls the worker makes (the typed ethers binding fits). */
@@ -83,6 +85,13 @@ export interface FarmerAuditMarket {
   closeDeal(dealId: bigint): Promise<SentTx>;
   withdrawable(account: string): Promise<bigint>;
   withdraw(): Promise<SentTx>;
+  redeemVoucher(dealId: bigint, cumulativeAmount: bigint, renterSig: string): Promise<SentTx>;
+}
+
+/** The egress vouchers renters handed us (EgressVoucherBook fits). */
+export interface HeldVouchers {
+  latest(dealId: bigint): { cumulativeAmount: bigint; renterSignature: string } | undefined;
+  forget(dealId: bigint): Promise<void>;
 }
 
 /** The piece-store calls the worker makes. */
@@ -112,6 +121,8 @@ export interface FarmerAuditInit {
     withDealLock<T>(dealId: bigint, fn: () => Promise<T>): Promise<T>;
     latestSignedVersion(dealId: bigint): bigint | undefined;
   };
+  /** Renters' egress vouchers, redeemed once per epoch when they grew and before a deal closes. */
+  vouchers?: HeldVouchers;
   /** Fix the current epoch's seed when nobody has (default true). */
   fixSeeds?: boolean;
   /** Round interval in ms (default {@link pollIntervalMs}). */
@@ -128,6 +139,7 @@ interface EpochTally {
   unanswerable: number;
   settled: number;
   earned: bigint;
+  egress: bigint;
 }
 
 const OUTCOME_NONE = 0n;
@@ -178,12 +190,14 @@ export function createFarmerAuditWorker(init: FarmerAuditInit): Worker {
     handled.set(key, set);
   };
   const tallies = new Map<bigint, EpochTally>();
+  /** The epoch in which each deal's voucher was last redeemed. */
+  const redeemedIn = new Map<string, bigint>();
   let lastLogged: bigint | undefined;
 
   const tally = (epoch: bigint): EpochTally => {
     let t = tallies.get(epoch);
     if (t === undefined) {
-      t = { deals: 0, passed: 0, failed: 0, unanswerable: 0, settled: 0, earned: 0n };
+      t = { deals: 0, passed: 0, failed: 0, unanswerable: 0, settled: 0, earned: 0n, egress: 0n };
       tallies.set(epoch, t);
     }
     return t;
@@ -283,6 +297,8 @@ export function createFarmerAuditWorker(init: FarmerAuditInit): Worker {
       }
       if (deal.closed) {
         finished.add(id);
+        redeemedIn.delete(id);
+        await init.vouchers?.forget(dealId);
         continue;
       }
       open++;
@@ -305,6 +321,17 @@ export function createFarmerAuditWorker(init: FarmerAuditInit): Worker {
       }
       // Settled epochs can never be asked again: forget them, so the set stays small.
       for (const e of handled.get(id) ?? []) if (e < fresh.nextEpoch) handled.get(id)?.delete(e);
+      // Egress: the newest voucher is redeemed once per epoch when it grew, and
+      // in the deal's last epoch and before closing it (closing refunds the rest).
+      const held = init.vouchers?.latest(dealId);
+      const ending = now + init.clock.epochSeconds >= Number(deal.end);
+      if (held !== undefined && held.cumulativeAmount > fresh.egressPaid && (redeemedIn.get(id) !== current || ending)) {
+        const before = fresh.egressPaid;
+        if (await send(`redeemVoucher(${id})`, () => init.market.redeemVoucher(dealId, held.cumulativeAmount, held.renterSignature))) {
+          redeemedIn.set(id, current);
+          tally(current).egress += held.cumulativeAmount - before;
+        }
+      }
       if (now >= Number(deal.end) && fresh.nextEpoch > last) {
         if (await send(`closeDeal(${id})`, () => init.market.closeDeal(dealId))) {
           finished.add(id);
@@ -320,8 +347,8 @@ export function createFarmerAuditWorker(init: FarmerAuditInit): Worker {
         const t = tally(e);
         log.info(
           `epoch ${e}: ${t.deals} open deals, challenges passed ${t.passed} failed ${t.failed} unanswerable ${t.unanswerable}, ` +
-            `${t.settled} epochs settled, earned ${t.earned} token units`,
-          { epoch: e.toString(), ...t, earned: t.earned.toString() },
+            `${t.settled} epochs settled, egress redeemed ${t.egress}, earned ${t.earned} token units`,
+          { epoch: e.toString(), ...t, earned: t.earned.toString(), egress: t.egress.toString() },
         );
         tallies.delete(e);
       }
