@@ -376,6 +376,8 @@ export async function openRenterNode(init: RenterNodeInit): Promise<RenterNode> 
         market: contracts.market,
         registry: contracts.registry,
         randomness: contracts.randomness,
+        token: contracts.token,
+        marketAddress: deployment.market,
         dealIds: dealScanner(contracts.market as never, provider, { renter: address }, deployment.deployBlock),
         now: () => chainNow(provider),
         clock: { genesis: deployment.genesis, epochSeconds: Number(deployment.params.epochSeconds) },
