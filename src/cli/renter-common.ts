@@ -24,6 +24,7 @@ export const RENTER_OPTIONS: readonly OptionName[] = [
   "same-subnet-ok",
   "max-price-tb-month",
   "max-egress-price-gb",
+  "confirmations",
   "snapshot-delay",
   "deal-term",
 ];
@@ -43,6 +44,7 @@ export interface RenterArgs {
   "same-subnet-ok": boolean;
   "max-price-tb-month"?: number;
   "max-egress-price-gb"?: number;
+  confirmations?: number;
   "snapshot-delay": number;
   "deal-term"?: number;
 }
@@ -70,6 +72,7 @@ export function openRenterFromArgs(args: RenterArgs, offline = false, overrides:
     redundancy: args.redundancy,
     segmentSize: args["segment-size"],
     dealTermSeconds: args["deal-term"],
+    confirmations: args.confirmations,
     policy: {
       sameSubnetOk: args["same-subnet-ok"],
       ...(args["max-price-tb-month"] === undefined ? {} : { maxPriceTbMonth: BigInt(Math.round(args["max-price-tb-month"] * 1_000_000)) }),

@@ -33,6 +33,7 @@ export const OPTIONS = [
   { name: "cache-dir", type: "string", help: "Directory for the write-back staging journal of the mounted drive (default: HOME/renter/cache)." },
   { name: "cache-size", type: "size", default: 1024 * 1024 * 1024, help: "Largest size of the in-memory decrypted segment cache, e.g. 1GiB." },
   { name: "chain-rpc", type: "string", help: "JSON-RPC URL of an EVM chain to use instead of the embedded local chain." },
+  { name: "confirmations", type: "number", help: "Blocks on top of a worker's transaction (its own included) before the farmer's audit worker and the renter's keeper treat it as final; a transaction reorged out or dropped before that is sent again (default: 0 on dev chains, 2 on real networks)." },
   { name: "deal-term", type: "number", help: "Term of new storage deals, in seconds (default: a 30-day month, at most 500 epochs)." },
   { name: "deployment", type: "string", help: "Contract deployment file to use with --chain-rpc (default: HOME/chain/deployment.json)." },
   { name: "dev-refuse-reads", type: "boolean", default: false, help: "Test hook, dev chains only: the farmer keeps its pieces and passes audits but refuses every read (what renters' spot checks catch)." },

@@ -31,7 +31,7 @@ import { openLevelSerialStore } from "../protocol/serials.js";
 import { createFarmerDirectory } from "../renter/directory.js";
 import { announceFarmer } from "./discovery.js";
 import { createFarmerAuditWorker, dealScanner } from "../workers/farmer-audit.js";
-import { chainNow } from "../workers/worker.js";
+import { chainNow, finalityTimeoutMs, resolveConfirmations } from "../workers/worker.js";
 import { homePaths, initHome } from "./home.js";
 import { createDstorLibp2p, type DstorLibp2p, type Libp2pEncryption, privateKeyFromSeed } from "./libp2p.js";
 
@@ -80,6 +80,8 @@ export interface FarmerNodeInit {
   encryption?: Libp2pEncryption[];
   /** Test hook: refuse every read (see FarmerServiceInit.refuseReads). */
   refuseReads?: boolean;
+  /** Confirmations before the audit worker treats a transaction as final (default {@link defaultConfirmations}). */
+  confirmations?: number;
   /** Run the audit/payment worker (default true; needs `register`). */
   audits?: boolean;
   /** Whole-stream deadlines per protocol, in ms (tests shorten them). */
@@ -245,6 +247,12 @@ export async function startFarmerNode(init: FarmerNodeInit): Promise<FarmerNode>
         signedPieces: (dealId, root) => dealSigner.signedPieces(dealId, root),
         coordinator: dealSigner,
         vouchers: egressVouchers,
+        finality: {
+          confirmations: resolveConfirmations(init.confirmations, init.deployment.params.faucet),
+          chain: provider,
+          timeoutMs: finalityTimeoutMs(Number(params.epochSeconds)),
+          onLost: () => signer.reset(),
+        },
         logger: log.child("audit"),
       });
       worker.start();

@@ -39,7 +39,7 @@ import { dealScanner } from "../workers/farmer-audit.js";
 import { createRenterKeeper } from "../workers/renter-keeper.js";
 import { createRepairWorker, type RepairSummary } from "../workers/repair.js";
 import { createSpotCheckWorker } from "../workers/spot-check.js";
-import { chainNow, PeriodicWorker } from "../workers/worker.js";
+import { chainNow, finalityTimeoutMs, resolveConfirmations, PeriodicWorker } from "../workers/worker.js";
 import { findFarmersOnDht, findPeerOnDht } from "./discovery.js";
 import { homePaths, loadPhrase } from "./home.js";
 import { createDstorLibp2p, type DstorLibp2p } from "./libp2p.js";
@@ -86,6 +86,8 @@ export interface RenterNodeInit {
   dealTermSeconds?: number | undefined;
   /** Highest egress price paid, token units per GB (`--max-egress-price-gb`; default {@link DEFAULT_MAX_EGRESS_PRICE_PER_GB}). */
   maxEgressPricePerGb?: bigint;
+  /** Confirmations before the keeper treats a transaction as final (`--confirmations`; default {@link defaultConfirmations}). */
+  confirmations?: number | undefined;
   /** Run the background workers (chain keeper …): long-running renters (the mounted drive) only. */
   workers?: boolean;
   logger?: Logger;
@@ -378,6 +380,12 @@ export async function openRenterNode(init: RenterNodeInit): Promise<RenterNode> 
         randomness: contracts.randomness,
         token: contracts.token,
         marketAddress: deployment.market,
+        finality: {
+          confirmations: resolveConfirmations(init.confirmations, deployment.params.faucet),
+          chain: provider,
+          timeoutMs: finalityTimeoutMs(Number(deployment.params.epochSeconds)),
+          onLost: () => signer.reset(),
+        },
         dealIds: dealScanner(contracts.market as never, provider, { renter: address }, deployment.deployBlock),
         now: () => chainNow(provider),
         clock: { genesis: deployment.genesis, epochSeconds: Number(deployment.params.epochSeconds) },

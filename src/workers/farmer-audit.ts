@@ -47,6 +47,7 @@ import {
   type EpochClock,
   epochAt,
   epochStartTime,
+  type Finality,
   PeriodicWorker,
   pollIntervalMs,
   type SeedSource,
@@ -75,7 +76,8 @@ export interface AuditedDeal {
 /** The Market calls the worker makes (the typed ethers binding fits). */
 export interface FarmerAuditMarket {
   deal(dealId: bigint): Promise<AuditedDeal>;
-  outcomes(dealId: bigint, epoch: bigint): Promise<bigint>;
+  /** The outcome of an epoch; `blockTag` reads it as of an older block (confirmations). */
+  outcomes(dealId: bigint, epoch: bigint, overrides?: { blockTag?: number }): Promise<bigint>;
   answerChallenge(
     dealId: bigint,
     epoch: bigint,
@@ -123,6 +125,11 @@ export interface FarmerAuditInit {
   };
   /** Renters' egress vouchers, redeemed once per epoch when they grew and before a deal closes. */
   vouchers?: HeldVouchers;
+  /**
+   * When a transaction counts as final (confirmations, reorgs; see
+   * worker.ts). Without it, or with 0 confirmations, once it is mined.
+   */
+  finality?: Finality;
   /** Fix the current epoch's seed when nobody has (default true). */
   fixSeeds?: boolean;
   /** Round interval in ms (default {@link pollIntervalMs}). */
@@ -203,7 +210,19 @@ export function createFarmerAuditWorker(init: FarmerAuditInit): Worker {
     return t;
   };
 
-  const send = (what: string, tx: () => Promise<SentTx>): Promise<boolean> => trySend(log, what, tx);
+  const finality = init.finality;
+  const send = (what: string, tx: () => Promise<SentTx>): Promise<boolean> => trySend(log, what, tx, finality);
+
+  /**
+   * Whether an outcome recorded for `epoch` is final: with confirmations it
+   * must be there as of the block `confirmations - 1` below the head, else an
+   * answer of ours may still be reorged out (it is then answered again).
+   */
+  const outcomeFinal = async (dealId: bigint, epoch: bigint): Promise<boolean> => {
+    if (finality === undefined || finality.confirmations <= 1) return true;
+    const blockTag = (await finality.chain.getBlockNumber()) - (finality.confirmations - 1);
+    return blockTag >= 0 && (await init.market.outcomes(dealId, epoch, { blockTag })) !== OUTCOME_NONE;
+  };
 
   /** The deal's pieces as of its current on-chain root, or undefined when we cannot tell. */
   const piecesOf = async (dealId: bigint, deal: AuditedDeal, signal: AbortSignal): Promise<DealPiece[] | undefined> => {
@@ -251,7 +270,8 @@ export function createFarmerAuditWorker(init: FarmerAuditInit): Worker {
       return;
     }
     if ((await init.market.outcomes(dealId, epoch)) !== OUTCOME_NONE) {
-      markHandled(dealId, epoch);
+      // Ours (or recorded by a settle); handled once final, looked at again until then.
+      if (await outcomeFinal(dealId, epoch)) markHandled(dealId, epoch);
       return;
     }
     const pieces = await piecesOf(dealId, deal, signal);
@@ -266,6 +286,7 @@ export function createFarmerAuditWorker(init: FarmerAuditInit): Worker {
       log.warn("cannot answer a challenge", { dealId: dealId.toString(), epoch: epoch.toString(), error: String(error) });
       return;
     }
+    // Not final (refused, lost to a reorg, not deep enough yet): the next round looks at the chain again.
     const sent = await send(`answerChallenge(${dealId}, ${epoch})`, () => init.market.answerChallenge(dealId, epoch, samples));
     if (!sent) return; // retried next round while the deadline allows
     markHandled(dealId, epoch);
@@ -281,8 +302,8 @@ export function createFarmerAuditWorker(init: FarmerAuditInit): Worker {
     if (lastLogged === undefined) lastLogged = current;
     if (init.fixSeeds !== false) {
       // The previous epoch too: its anchor may have been set just before the epoch turned.
-      if (current > 0n) await advanceSeed(log, init.randomness, current - 1n);
-      await advanceSeed(log, init.randomness, current);
+      if (current > 0n) await advanceSeed(log, init.randomness, current - 1n, finality);
+      await advanceSeed(log, init.randomness, current, finality);
     }
     const ids = await init.dealIds({ signal });
     let open = 0;

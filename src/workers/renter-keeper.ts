@@ -27,7 +27,7 @@ import type { AbortOptions } from "../core/abort.js";
 import { throwIfAborted } from "../core/abort.js";
 import type { Logger } from "../core/logging.js";
 import { type AuditedDeal, canSettle, minEpoch } from "./farmer-audit.js";
-import { advanceSeed, type EpochClock, epochAt, PeriodicWorker, pollIntervalMs, type SeedSource, type SentTx, trySend, type Worker } from "./worker.js";
+import { advanceSeed, type EpochClock, type Finality, epochAt, PeriodicWorker, pollIntervalMs, type SeedSource, type SentTx, trySend, type Worker } from "./worker.js";
 
 /**
  * Escrow margin, in parts per million of the storage cost of the whole term
@@ -100,6 +100,12 @@ export interface RenterKeeperInit {
   now(): Promise<number>;
   clock: EpochClock;
   challengeProbabilityPpm: bigint;
+  /**
+   * When a transaction counts as final (see worker.ts): a close, claim or
+   * top-up that is reorged out is not remembered as done, so the keeper does
+   * it again from what the chain then shows.
+   */
+  finality?: Finality;
   /** Called when a farmer is found disqualified (metadata, repair). */
   onDisqualified?: (farmer: string) => Promise<void> | void;
   intervalMs?: number;
@@ -120,7 +126,7 @@ interface KeeperTally {
 /** The renter's keeper; see the module comment. */
 export function createRenterKeeper(init: RenterKeeperInit): Worker {
   const log = init.logger;
-  const send = (what: string, tx: () => Promise<SentTx>): Promise<boolean> => trySend(log, what, tx);
+  const send = (what: string, tx: () => Promise<SentTx>): Promise<boolean> => trySend(log, what, tx, init.finality);
   const finished = new Set<string>();
   const claimedFrom = new Set<string>();
   const knownDisqualified = new Set<string>();
@@ -150,8 +156,8 @@ export function createRenterKeeper(init: RenterKeeperInit): Worker {
     const now = await init.now();
     const current = epochAt(init.clock, now);
     lastEpoch ??= current;
-    if (current > 0n) await advanceSeed(log, init.randomness, current - 1n);
-    await advanceSeed(log, init.randomness, current);
+    if (current > 0n) await advanceSeed(log, init.randomness, current - 1n, init.finality);
+    await advanceSeed(log, init.randomness, current, init.finality);
     let open = 0;
     for (const dealId of await init.dealIds({ signal })) {
       throwIfAborted(signal);

@@ -22,6 +22,7 @@ interface FarmArgs {
   quota: number;
   "price-tb-month": number;
   "egress-price-gb": number;
+  confirmations?: number;
   listen: string[];
   bootstrap?: string[];
   dht: boolean;
@@ -39,7 +40,7 @@ export const farmCommand: CommandModule<object, FarmArgs> = {
   command: "farm",
   describe: "Offer disk space as a farmer: serve pieces over libp2p and register on-chain, until interrupted",
   builder: (yargs) =>
-    addOptions(yargs, ["home", "storage", "quota", "price-tb-month", "egress-price-gb", "listen", "bootstrap", "dht", "chain-rpc", "deployment", "port", "unconfirmed-ttl", "dev-refuse-reads", "json"]).option(
+    addOptions(yargs, ["home", "storage", "quota", "price-tb-month", "egress-price-gb", "listen", "bootstrap", "dht", "chain-rpc", "deployment", "port", "unconfirmed-ttl", "confirmations", "dev-refuse-reads", "json"]).option(
       "phrase-file",
       { type: "string", describe: "Create the home with the phrase in this file (first run only) instead of a new one" },
     ) as never,
@@ -64,6 +65,7 @@ export const farmCommand: CommandModule<object, FarmArgs> = {
       quotaBytes: args.quota,
       priceTbMonth: args["price-tb-month"],
       egressPriceGb: args["egress-price-gb"],
+      ...(args.confirmations === undefined ? {} : { confirmations: args.confirmations }),
       listen: args.listen,
       bootstrap: args.bootstrap ?? [],
       dht: args.dht,
