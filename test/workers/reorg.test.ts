@@ -5,7 +5,9 @@
  * answer to a challenge is reorged out (`anvil_reorg`: the answer is gone
  * from the chain and from the pool) before it is final; the worker notices
  * the lost transaction, resets its nonce and answers the challenge again
- * before the deadline, so the epoch passes.
+ * before the deadline, so the epoch passes. Likewise the renter keeper's
+ * escrow top-up: reorged out, it is computed again from the chain and sent
+ * once more — and only once.
  */
 import assert from "node:assert/strict";
 import { mkdtemp, rm } from "node:fs/promises";
@@ -14,9 +16,11 @@ import { join } from "node:path";
 import { test } from "node:test";
 import { hexlify } from "ethers";
 import { sleep } from "../../src/core/abort.js";
-import { createLogger, formatLogRecord } from "../../src/core/logging.js";
+import { storageCost } from "../../src/chain/proofs.js";
+import { createLogger, formatLogRecord, silentLogger } from "../../src/core/logging.js";
 import { createFsPieceStore } from "../../src/farmer/store/fs-store.js";
 import { createFarmerAuditWorker } from "../../src/workers/farmer-audit.js";
+import { createRenterKeeper } from "../../src/workers/renter-keeper.js";
 import { chainNow, followTransaction, resolveConfirmations } from "../../src/workers/worker.js";
 import { coSign, joinFarmer, makePieces, openDeal, startFixture, TEST_PARAMS } from "../chain/fixture.js";
 
@@ -142,4 +146,83 @@ test("an answered challenge reorged out before it is final is answered again and
   const failed = await f.c.market.queryFilter(f.c.market.filters.ChallengeFailed!(dealId), 0, "latest");
   assert.equal(failed.length, 0, "no failure recorded");
 }
+});
+
+test("a keeper's escrow top-up reorged out before it is final is sent again, once", { timeout: 300_000 }, async (t) => {
+  const f = await startFixture(t, { ...TEST_PARAMS, epochSeconds: EPOCH_SECONDS });
+  const farmer = await f.party();
+  const renter = await f.party();
+  await joinFarmer(f, farmer, 10n ** 15n);
+  const term = 1_000n;
+  const cost = storageCost(10n ** 15n, 20_000n * term);
+  const dealId = await openDeal(f, renter, farmer, Number(term), cost + cost / 20n);
+  const s = await coSign(f, dealId, renter, farmer, makePieces(4, 5_000).pieces, 1n);
+  await (await renter.c.market.updateState(dealId, s.state, s.renterSig, s.farmerSig)).wait();
+  const before = await f.c.market.deal(dealId);
+
+  await f.provider.send("evm_setAutomine", [false]);
+  let lost = 0;
+  const keeper = createRenterKeeper({
+    renter: renter.address,
+    market: renter.c.market,
+    registry: renter.c.registry,
+    randomness: renter.c.randomness,
+    token: renter.c.token,
+    marketAddress: f.deployment.market,
+    dealIds: async () => [dealId],
+    now: () => chainNow(f.provider),
+    clock: { genesis: f.deployment.genesis, epochSeconds: EPOCH_SECONDS },
+    challengeProbabilityPpm: BigInt(f.params.challengeProbabilityPpm),
+    finality: {
+      confirmations: 3,
+      chain: f.provider,
+      timeoutMs: 2_000,
+      pollMs: 100,
+      onLost: () => {
+        lost++;
+        renter.signer.reset();
+      },
+    },
+    intervalMs: 300,
+    logger: silentLogger(),
+  });
+  keeper.start();
+  const topUpsIn = async (from: number, to: number | "latest"): Promise<Array<{ amount: bigint; hash: string }>> =>
+    (await f.c.market.queryFilter(f.c.market.filters.EscrowAdded!(dealId), from, to)).map((e) => ({
+      amount: (e as unknown as { args: [bigint, bigint, bigint] }).args[1],
+      hash: e.transactionHash,
+    }));
+  let reorged: { amount: bigint; hash: string } | undefined;
+  let again: { amount: bigint; hash: string } | undefined;
+  try {
+    const deadline = Date.now() + 120_000;
+    while (again === undefined) {
+      assert.ok(Date.now() < deadline, "the reorged top-up is sent again within two minutes");
+      await f.mine();
+      const head = await f.provider.getBlockNumber();
+      for (const added of await topUpsIn(head, head)) {
+        if (reorged === undefined) {
+          reorged = added;
+          await f.provider.send("anvil_reorg", [1, []]);
+          assert.equal((await f.c.market.deal(dealId)).deposited, before.deposited, "the top-up is gone");
+        } else {
+          again = added;
+        }
+      }
+      await sleep(150);
+    }
+    // A few more rounds with blocks: the new top-up becomes final and no third one follows.
+    for (let i = 0; i < 12; i++) {
+      await f.mine();
+      await sleep(250);
+    }
+  } finally {
+    await keeper.stop();
+    await f.provider.send("evm_setAutomine", [true]);
+  }
+  assert.ok(lost >= 1, "the keeper noticed the lost top-up");
+  assert.notEqual(again.hash, reorged!.hash);
+  assert.equal(again.amount, reorged!.amount, "the same top-up, computed again from the chain");
+  assert.equal((await topUpsIn(0, "latest")).length, 1, "one top-up on the chain");
+  assert.equal((await f.c.market.deal(dealId)).deposited, before.deposited + again.amount);
 });
