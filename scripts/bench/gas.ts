@@ -121,6 +121,9 @@ async function main(): Promise<void> {
         const batch = await gasOf(renter.c.market.settle(dealId, last));
         const count = last - (e + 1n);
         report("settle-epoch-batched", batch / count, { epochs: Number(count), totalGas: Number(batch) });
+        // A keeper's top-up of an open deal (the renter's allowance is set first, once).
+        await gasOf(renter.c.token.approve(d.market, 10n ** 12n));
+        report("top-up", await gasOf(renter.c.market.topUp(dealId, 1_000n)));
         const sig = await signEgressVoucher(renter.w, domain, { dealId, cumulativeAmount: 1_000n });
         report("redeem-voucher", await gasOf(farmer.c.market.redeemVoucher(dealId, 1_000n, sig)));
         report("withdraw", await gasOf(farmer.c.market.withdraw()));

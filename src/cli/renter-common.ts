@@ -6,6 +6,7 @@
 import { createLogger } from "../core/logging.js";
 import { addOptions, type OptionName, type OptionSink } from "../core/options.js";
 import { formatBytes } from "../core/units.js";
+import { priceToUnits } from "../node/farmer-node.js";
 import { openRenterNode, type RenterNode, type RenterNodeInit } from "../node/renter-node.js";
 
 /** Options of every renter command that moves data. */
@@ -22,6 +23,8 @@ export const RENTER_OPTIONS: readonly OptionName[] = [
   "segment-size",
   "same-subnet-ok",
   "max-price-tb-month",
+  "max-egress-price-gb",
+  "confirmations",
   "snapshot-delay",
   "deal-term",
 ];
@@ -40,6 +43,8 @@ export interface RenterArgs {
   "segment-size": number;
   "same-subnet-ok": boolean;
   "max-price-tb-month"?: number;
+  "max-egress-price-gb"?: number;
+  confirmations?: number;
   "snapshot-delay": number;
   "deal-term"?: number;
 }
@@ -67,10 +72,12 @@ export function openRenterFromArgs(args: RenterArgs, offline = false, overrides:
     redundancy: args.redundancy,
     segmentSize: args["segment-size"],
     dealTermSeconds: args["deal-term"],
+    confirmations: args.confirmations,
     policy: {
       sameSubnetOk: args["same-subnet-ok"],
       ...(args["max-price-tb-month"] === undefined ? {} : { maxPriceTbMonth: BigInt(Math.round(args["max-price-tb-month"] * 1_000_000)) }),
     },
+    ...(args["max-egress-price-gb"] === undefined ? {} : { maxEgressPricePerGb: priceToUnits(args["max-egress-price-gb"], "--max-egress-price-gb") }),
     snapshotDelayMs: Math.max(0, args["snapshot-delay"] ?? 10) * 1000,
     logger,
     ...overrides,

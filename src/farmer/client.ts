@@ -14,6 +14,14 @@
  * - Every stream is closed or reset when the call returns or throws.
  */
 import type { PeerId, Stream } from "@libp2p/interface";
+import {
+  decodeEgressVoucherResponse,
+  EGRESS_VOUCHER_PROTOCOL,
+  type EgressVoucherRequest,
+  type EgressVoucherResponse,
+  encodeEgressVoucherRequest,
+  MAX_EGRESS_MESSAGE_BYTES,
+} from "../protocol/egress.js";
 import { type Multiaddr, multiaddr } from "@multiformats/multiaddr";
 import type { AbortOptions } from "../core/abort.js";
 import { DstorError, type DstorErrorCode } from "../core/errors.js";
@@ -290,6 +298,24 @@ export class FarmerClient {
         throw errorFromResponse({ v: PROTOCOL_VERSION, ok: false, code: answer.code as DstorErrorCode, message: answer.message }, targetName(target));
       }
       return answer.farmerSignature;
+    });
+  }
+
+  /**
+   * Hands `target` a cumulative egress voucher (`/dstor/deal/egress/1`);
+   * resolves with the farmer's answer: its egress price and the newest
+   * voucher it holds for the deal (checked by the caller).
+   */
+  async egressVoucher(target: FarmerTarget, request: EgressVoucherRequest, options: FarmerCallOptions = {}): Promise<Extract<EgressVoucherResponse, { ok: true }>> {
+    const encoded = encodeEgressVoucherRequest(request);
+    return this.#exchange(target, EGRESS_VOUCHER_PROTOCOL, options, async (stream, reader, signal) => {
+      await writeFrame(stream, encoded, { signal, maxBytes: MAX_EGRESS_MESSAGE_BYTES });
+      await stream.close({ signal });
+      const answer = decodeEgressVoucherResponse(await reader.readFrame({ signal, timeoutMs: this.#timeout(EGRESS_VOUCHER_PROTOCOL), maxBytes: MAX_EGRESS_MESSAGE_BYTES }));
+      if (!answer.ok) {
+        throw errorFromResponse({ v: PROTOCOL_VERSION, ok: false, code: answer.code as DstorErrorCode, message: answer.message }, targetName(target));
+      }
+      return answer;
     });
   }
 

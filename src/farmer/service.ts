@@ -73,6 +73,8 @@ import {
   encodeDealSignResponse,
   MAX_DEAL_SIGN_REQUEST_BYTES,
 } from "./deal-sign.js";
+import { decodeEgressVoucherRequest, EGRESS_VOUCHER_PROTOCOL, encodeEgressVoucherResponse, MAX_EGRESS_MESSAGE_BYTES } from "../protocol/egress.js";
+import type { EgressVoucherBook } from "./egress.js";
 import type { PieceInfo, PieceStore, PieceWriter } from "./store/types.js";
 
 /** A bidirectional byte stream as the handlers need it (a libp2p 3 stream fits). */
@@ -117,6 +119,8 @@ export interface FarmerServiceInit {
   unconfirmedPieceTtlMs?: number;
   /** Co-signs deal states on `/dstor/deal/sign/1`; without it that protocol is not served. */
   dealSigner?: DealStateSigner;
+  /** Keeps renters' egress vouchers on `/dstor/deal/egress/1`; without it that protocol is not served. */
+  egressVouchers?: EgressVoucherBook;
   /** Interval of the expiry sweep, in ms (default {@link EXPIRY_SWEEP_INTERVAL_MS}). */
   sweepIntervalMs?: number;
   /** Cap on concurrent dstor streams per peer (default {@link MAX_CONCURRENT_STREAMS_PER_PEER}). */
@@ -222,6 +226,8 @@ export class FarmerService {
     };
     const signer = this.#init.dealSigner;
     if (signer !== undefined) handlers[DEAL_SIGN_PROTOCOL] = this.#wrap(DEAL_SIGN_PROTOCOL, (s, sig) => this.#dealSign(s, sig, signer));
+    const vouchers = this.#init.egressVouchers;
+    if (vouchers !== undefined) handlers[EGRESS_VOUCHER_PROTOCOL] = this.#wrap(EGRESS_VOUCHER_PROTOCOL, (s, sig) => this.#egress(s, sig, vouchers));
     return handlers;
   }
 
@@ -495,6 +501,21 @@ export class FarmerService {
     } catch (error) {
       if (isStreamFailure(error)) throw error;
       await this.#refuse(stream, encodeDealSignResponse, error, signal);
+    } finally {
+      reader.close();
+    }
+  }
+
+  async #egress(stream: FarmerStream, signal: AbortSignal, vouchers: EgressVoucherBook): Promise<void> {
+    const reader = new FrameReader(stream, { maxFrameBytes: MAX_EGRESS_MESSAGE_BYTES });
+    try {
+      const frame = await reader.readFrame({ signal, timeoutMs: HEADER_TIMEOUT_MS, maxBytes: MAX_EGRESS_MESSAGE_BYTES });
+      const answer = await vouchers.accept(decodeEgressVoucherRequest(frame), { signal });
+      await writeMessage(stream, encodeEgressVoucherResponse(answer), { signal });
+      await stream.close({ signal });
+    } catch (error) {
+      if (isStreamFailure(error)) throw error;
+      await this.#refuse(stream, encodeEgressVoucherResponse, error, signal);
     } finally {
       reader.close();
     }

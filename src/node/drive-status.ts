@@ -49,6 +49,16 @@ export interface FileStatus {
   holders: string[][];
 }
 
+/** One farmer of the drive's metadata: pieces it holds and our audit record of it (for `dstor status` while mounted). */
+export interface DriveFarmerStatus {
+  address: string;
+  pieces: number;
+  successes: number;
+  failures: number;
+  corrupt: number;
+  disqualified: boolean;
+}
+
 /** The content of drive-status.json. */
 export interface DriveStatus {
   time: string;
@@ -58,6 +68,8 @@ export interface DriveStatus {
   files: FileStatus[];
   /** Files beyond {@link DRIVE_STATUS_MAX_FILES}, not listed. */
   moreFiles: number;
+  /** The farmers in metadata (refreshed with the file list); absent in files of older drives. */
+  farmers?: DriveFarmerStatus[] | undefined;
   /** `sequence`/`at`: the last snapshot this drive stored; `onChain`: the pointer's sequence when the drive started. */
   snapshot: {
     sequence?: number | undefined;
@@ -108,7 +120,7 @@ export class DriveStatusReporter {
   readonly #log: Logger;
   readonly #uploads = new Map<number, UploadStatus>();
   #nextUpload = 0;
-  #files: { list: FileStatus[]; more: number } = { list: [], more: 0 };
+  #files: { list: FileStatus[]; more: number; farmers: DriveFarmerStatus[] } = { list: [], more: 0, farmers: [] };
   #filesAt = 0;
   #timer: NodeJS.Timeout | undefined;
   #writing: Promise<void> = Promise.resolve();
@@ -186,7 +198,12 @@ export class DriveStatusReporter {
       }
     };
     await walk("/");
-    this.#files = { list, more };
+    const farmers: DriveFarmerStatus[] = [];
+    for (const r of await this.#metadata.farmers()) {
+      const pieces = (await this.#metadata.piecesOn(r.address)).length;
+      farmers.push({ address: r.address, pieces, successes: r.successes, failures: r.failures, corrupt: r.corrupt, disqualified: r.disqualified === true });
+    }
+    this.#files = { list, more, farmers };
     this.#filesAt = Date.now();
   }
 
@@ -207,6 +224,7 @@ export class DriveStatusReporter {
       uploads: [...this.#uploads.values()],
       files: this.#files.list,
       moreFiles: this.#files.more,
+      farmers: this.#files.farmers,
       snapshot: {
         ...(last === undefined ? {} : { sequence: last.sequence, at: new Date(last.at).toISOString() }),
         ...(backup?.pointerAtStart === undefined ? {} : { onChain: backup.pointerAtStart }),

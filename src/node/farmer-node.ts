@@ -22,6 +22,7 @@ import { type Logger, silentLogger } from "../core/logging.js";
 import { deriveKeys } from "../crypto/keys.js";
 import { ChainDealChecker, type RegistrationResult, registerFarmer, requiredStake } from "../farmer/chain.js";
 import { DealStateSigner } from "../farmer/deal-sign.js";
+import { DEFAULT_EGRESS_PRICE_PER_GB, EgressVoucherBook } from "../farmer/egress.js";
 import { FarmerService, type FarmerStream } from "../farmer/service.js";
 import { createFsPieceStore } from "../farmer/store/fs-store.js";
 import { MAX_CONCURRENT_STREAMS_PER_PEER } from "../protocol/limits.js";
@@ -30,7 +31,7 @@ import { openLevelSerialStore } from "../protocol/serials.js";
 import { createFarmerDirectory } from "../renter/directory.js";
 import { announceFarmer } from "./discovery.js";
 import { createFarmerAuditWorker, dealScanner } from "../workers/farmer-audit.js";
-import { chainNow } from "../workers/worker.js";
+import { chainNow, finalityTimeoutMs, resolveConfirmations } from "../workers/worker.js";
 import { homePaths, initHome } from "./home.js";
 import { createDstorLibp2p, type DstorLibp2p, type Libp2pEncryption, privateKeyFromSeed } from "./libp2p.js";
 
@@ -52,6 +53,8 @@ export interface FarmerNodeInit {
   quotaBytes: number;
   /** Price in whole tokens per TB-month (e.g. 1.5). */
   priceTbMonth: number;
+  /** Egress price in whole tokens per GB read (default 0.01, see DEFAULT_EGRESS_PRICE_PER_GB). */
+  egressPriceGb?: number;
   /** libp2p listen multiaddrs. */
   listen: string[];
   /** Addresses to announce instead of the listen addresses. */
@@ -77,6 +80,8 @@ export interface FarmerNodeInit {
   encryption?: Libp2pEncryption[];
   /** Test hook: refuse every read (see FarmerServiceInit.refuseReads). */
   refuseReads?: boolean;
+  /** Confirmations before the audit worker treats a transaction as final (default {@link defaultConfirmations}). */
+  confirmations?: number;
   /** Run the audit/payment worker (default true; needs `register`). */
   audits?: boolean;
   /** Whole-stream deadlines per protocol, in ms (tests shorten them). */
@@ -102,8 +107,8 @@ export interface FarmerNode {
 }
 
 /** Parses a price in whole tokens (e.g. 1.5) into token units, exactly (6 decimals). */
-export function priceToUnits(priceTbMonth: number): bigint {
-  if (!Number.isFinite(priceTbMonth) || priceTbMonth < 0) throw new DstorError("INVALID_OPTION", "--price-tb-month must be a non-negative number");
+export function priceToUnits(priceTbMonth: number, option = "--price-tb-month"): bigint {
+  if (!Number.isFinite(priceTbMonth) || priceTbMonth < 0) throw new DstorError("INVALID_OPTION", `${option} must be a non-negative number`);
   const [whole = "0", frac = ""] = priceTbMonth.toFixed(6).split(".");
   return BigInt(whole) * TOKEN_UNIT + BigInt(frac.padEnd(6, "0").slice(0, 6));
 }
@@ -145,6 +150,14 @@ export async function startFarmerNode(init: FarmerNodeInit): Promise<FarmerNode>
       domain: marketDomain(chainId, init.deployment.market),
       store,
     });
+    const egressVouchers = await EgressVoucherBook.open({
+      path: join(paths.root, "farmer-egress-vouchers.json"),
+      market: contracts.market,
+      farmer: wallet,
+      domain: marketDomain(chainId, init.deployment.market),
+      egressPricePerGb: init.egressPriceGb === undefined ? DEFAULT_EGRESS_PRICE_PER_GB : priceToUnits(init.egressPriceGb, "--egress-price-gb"),
+      logger: log.child("egress"),
+    });
     const node = await createDstorLibp2p({
       privateKeySeed: keys.libp2pIdentitySeed,
       listen: init.listen,
@@ -166,6 +179,7 @@ export async function startFarmerNode(init: FarmerNodeInit): Promise<FarmerNode>
       priceTbMonth: price,
       version: FARMER_VERSION,
       dealSigner,
+      egressVouchers,
       refuseReads: init.refuseReads === true,
       ...(init.unconfirmedPieceTtlMs === undefined ? {} : { unconfirmedPieceTtlMs: init.unconfirmedPieceTtlMs }),
       ...(init.sweepIntervalMs === undefined ? {} : { sweepIntervalMs: init.sweepIntervalMs }),
@@ -232,6 +246,13 @@ export async function startFarmerNode(init: FarmerNodeInit): Promise<FarmerNode>
         samplesPerChallenge: Number(params.samplesPerChallenge),
         signedPieces: (dealId, root) => dealSigner.signedPieces(dealId, root),
         coordinator: dealSigner,
+        vouchers: egressVouchers,
+        finality: {
+          confirmations: resolveConfirmations(init.confirmations, init.deployment.params.faucet),
+          chain: provider,
+          timeoutMs: finalityTimeoutMs(Number(params.epochSeconds)),
+          onLost: () => signer.reset(),
+        },
         logger: log.child("audit"),
       });
       worker.start();

@@ -18,6 +18,7 @@ import { connectContracts, RegistryAbi, type RegistryContract } from "../chain/c
 import { fundDevAccount, resolveChainEndpoint } from "../chain/devchain.js";
 import { peerBindingMessage } from "../chain/proofs.js";
 import { createProvider, walletSigner } from "../chain/signer.js";
+import { marketDomain } from "../chain/signing.js";
 import { withDeadline } from "../core/abort.js";
 import { DstorError, isDstorError } from "../core/errors.js";
 import { type Logger, silentLogger } from "../core/logging.js";
@@ -28,6 +29,7 @@ import { FarmerClient } from "../farmer/client.js";
 import { type MetadataDb, openMetadataDb } from "../metadata/db.js";
 import { ChainDeals, DEFAULT_DEAL_TERM_SECONDS } from "../renter/deals.js";
 import { createFarmerDirectory, withPeer } from "../renter/directory.js";
+import { EgressAccountant } from "../renter/egress.js";
 import { createOrderAuthority } from "../renter/orders.js";
 import { Renter } from "../renter/renter.js";
 import { MetadataBackup, type PointerStore, type SnapshotKeys } from "../renter/snapshots.js";
@@ -37,13 +39,19 @@ import { dealScanner } from "../workers/farmer-audit.js";
 import { createRenterKeeper } from "../workers/renter-keeper.js";
 import { createRepairWorker, type RepairSummary } from "../workers/repair.js";
 import { createSpotCheckWorker } from "../workers/spot-check.js";
-import { chainNow } from "../workers/worker.js";
+import { chainNow, finalityTimeoutMs, resolveConfirmations, PeriodicWorker } from "../workers/worker.js";
 import { findFarmersOnDht, findPeerOnDht } from "./discovery.js";
 import { homePaths, loadPhrase } from "./home.js";
 import { createDstorLibp2p, type DstorLibp2p } from "./libp2p.js";
 
 /** Tokens a dev-chain renter is given by the faucet on its first deal. */
 const DEV_FUND_TOKENS = 1_000_000n * 1_000_000n;
+
+/** Default ceiling on farmers' egress prices, token units per GB (0.1 token). */
+export const DEFAULT_MAX_EGRESS_PRICE_PER_GB = 100_000n;
+
+/** Longest the final egress-voucher flush at stop may take, in ms. */
+const EGRESS_FINAL_FLUSH_MS = 15_000;
 
 /** Options of {@link openRenterNode}. */
 export interface RenterNodeInit {
@@ -76,6 +84,10 @@ export interface RenterNodeInit {
   snapshotDelayMs?: number;
   /** Deal term in seconds (`--deal-term`); default {@link defaultDealTermSeconds} of the deployment. */
   dealTermSeconds?: number | undefined;
+  /** Highest egress price paid, token units per GB (`--max-egress-price-gb`; default {@link DEFAULT_MAX_EGRESS_PRICE_PER_GB}). */
+  maxEgressPricePerGb?: bigint;
+  /** Confirmations before the keeper treats a transaction as final (`--confirmations`; default {@link defaultConfirmations}). */
+  confirmations?: number | undefined;
   /** Run the background workers (chain keeper …): long-running renters (the mounted drive) only. */
   workers?: boolean;
   logger?: Logger;
@@ -348,13 +360,32 @@ export async function openRenterNode(init: RenterNodeInit): Promise<RenterNode> 
       logger: log.child("deals"),
     });
     const orders = await createOrderAuthority(keys.wallet, BigInt(deployment.chainId));
-    const renter = new Renter({ metadata, transport, directory, deals, orders, logger: log }, renterInit);
+    const egress = new EgressAccountant({
+      wallet: keys.wallet,
+      domain: marketDomain(BigInt(deployment.chainId), deployment.market),
+      send: (farmer, request, options) => client.egressVoucher(withPeer(farmer.multiaddrs[0] ?? "", farmer.peerId), request, options),
+      maxEgressPricePerGb: init.maxEgressPricePerGb ?? DEFAULT_MAX_EGRESS_PRICE_PER_GB,
+      logger: log.child("egress"),
+    });
+    // Runs before libp2p stops (cleanups run in reverse): the reads of this process are paid for.
+    cleanups.push(async () => {
+      if (egress.pendingBytes() > 0n) await egress.flush({ signal: AbortSignal.timeout(EGRESS_FINAL_FLUSH_MS) });
+    });
+    const renter = new Renter({ metadata, transport, directory, deals, orders, egress, logger: log }, renterInit);
     if (init.workers === true) {
       const keeper = createRenterKeeper({
         renter: address,
         market: contracts.market,
         registry: contracts.registry,
         randomness: contracts.randomness,
+        token: contracts.token,
+        marketAddress: deployment.market,
+        finality: {
+          confirmations: resolveConfirmations(init.confirmations, deployment.params.faucet),
+          chain: provider,
+          timeoutMs: finalityTimeoutMs(Number(deployment.params.epochSeconds)),
+          onLost: () => signer.reset(),
+        },
         dealIds: dealScanner(contracts.market as never, provider, { renter: address }, deployment.deployBlock),
         now: () => chainNow(provider),
         clock: { genesis: deployment.genesis, epochSeconds: Number(deployment.params.epochSeconds) },
@@ -395,8 +426,19 @@ export async function openRenterNode(init: RenterNodeInit): Promise<RenterNode> 
         onRepaired: (summary) => writeLastRepair(init.home, summary),
         logger: log.child("repair"),
       });
+      const vouchers = new PeriodicWorker({
+        name: "egress-vouchers",
+        intervalMs: spotCheckIntervalMs(Number(deployment.params.epochSeconds)),
+        tick: async (signal) => {
+          const done = await egress.flush({ signal });
+          if (done.vouchers > 0) log.child("egress").info(`egress vouchers: ${done.vouchers} delivered for ${done.amount} token units`);
+        },
+        logger: log.child("egress"),
+      });
       keeper.start();
       spotChecks.start();
+      vouchers.start();
+      cleanups.push(() => vouchers.stop());
       repair.start();
       cleanups.push(() => repair.stop());
       // Stopped before the chain provider, libp2p and the metadata they use.

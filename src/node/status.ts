@@ -4,12 +4,18 @@
  * holding our pieces with their on-chain reputation and our own audit record
  * (spot checks and transfers), our deals with their money, our balances, and
  * the last repair. Reads metadata and the chain only; nothing is sent.
+ *
+ * While the drive is mounted its process holds the metadata database, so
+ * files and farmers come from the drive's status file instead
+ * (HOME/renter/drive-status.json, rewritten every second, files and farmers
+ * every 5 s); the status says which source it used.
  */
 import { readFile } from "node:fs/promises";
 import { connectContracts, type Deployment } from "../chain/contracts.js";
 import { createProvider } from "../chain/signer.js";
 import { parseRedundancyStrategy } from "../erasure/strategy.js";
 import type { MetadataDb } from "../metadata/db.js";
+import type { DriveStatus } from "./drive-status.js";
 import { walkFiles } from "../workers/repair.js";
 import type { RepairSummary } from "../workers/repair.js";
 import { lastRepairPath } from "./renter-node.js";
@@ -33,30 +39,75 @@ export interface FarmerStatus {
   deal?: { id: string; end: number; closed: boolean; deposited: string; paid: string; refunded: string; escrowLeft: string } | undefined;
 }
 
+/** Where the files and farmers of a status came from. */
+export type StatusSource =
+  | { kind: "metadata" }
+  /** The mounted drive holds the metadata database; its status file (written every second) was read instead. */
+  | { kind: "drive"; pid: number; mountpoint: string; time: string; moreFiles: number };
+
 /** The whole status. */
 export interface RenterStatus {
   address: string;
+  source: StatusSource;
   files: FileHealth[];
   farmers: FarmerStatus[];
   balances?: { tokens: string; withdrawable: string } | undefined;
   lastRepair?: RepairSummary | undefined;
 }
 
-/** Gathers the status; `chain` may be undefined (metadata only). */
+/** What the status is computed from: the metadata database, or the mounted drive's status file. */
+export interface StatusView {
+  source: StatusSource;
+  farmers: Array<{ address: string; pieces: number; successes: number; failures: number; corrupt: number; disqualified: boolean }>;
+  /** Files stored in pieces (inline files have no health), with the wallets holding each segment's pieces. */
+  files: Array<{ path: string; redundancy: string; segments: Array<{ index: number; holders: string[] }> }>;
+}
+
+/** The view of the metadata database (which this process holds). */
+export async function metadataView(metadata: MetadataDb): Promise<StatusView> {
+  const farmers: StatusView["farmers"] = [];
+  for (const r of await metadata.farmers()) {
+    farmers.push({
+      address: r.address,
+      pieces: (await metadata.piecesOn(r.address)).length,
+      successes: r.successes,
+      failures: r.failures,
+      corrupt: r.corrupt,
+      disqualified: r.disqualified === true,
+    });
+  }
+  const files: StatusView["files"] = [];
+  for (const f of await walkFiles(metadata)) {
+    const segments = (await metadata.segments(f.inode)).map((x) => ({ index: x.index, holders: Object.values(x.holders) }));
+    files.push({ path: f.path, redundancy: f.redundancy, segments });
+  }
+  return { source: { kind: "metadata" }, farmers, files };
+}
+
+/** The view of a mounted drive's status file (see drive-status.ts). */
+export function driveView(drive: DriveStatus): StatusView {
+  return {
+    source: { kind: "drive", pid: drive.pid, mountpoint: drive.mountpoint, time: drive.time, moreFiles: drive.moreFiles },
+    farmers: drive.farmers ?? [],
+    files: drive.files.filter((f) => !f.inline).map((f) => ({ path: f.path, redundancy: f.redundancy, segments: f.holders.map((holders, index) => ({ index, holders })) })),
+  };
+}
+
+/** Gathers the status from `view` and the chain; `chain` may be undefined (no chain reads). */
 export async function collectStatus(
   home: string,
   address: string,
-  metadata: MetadataDb,
+  view: StatusView,
   chain: { rpcUrl: string; deployment: Deployment } | undefined,
 ): Promise<RenterStatus> {
   const provider = chain === undefined ? undefined : createProvider(chain.rpcUrl);
   try {
     const c = chain === undefined || provider === undefined ? undefined : connectContracts(chain.deployment, provider);
-    const records = new Map((await metadata.farmers()).map((r) => [r.address, r]));
+    const records = new Map(view.farmers.map((r) => [r.address, r]));
     const dq = new Map<string, boolean>();
     const farmers: FarmerStatus[] = [];
     for (const r of records.values()) {
-      const pieces = (await metadata.piecesOn(r.address)).length;
+      const pieces = r.pieces;
       const row: FarmerStatus = { address: r.address, pieces, chain: undefined, audits: { successes: r.successes, failures: r.failures, corrupt: r.corrupt } };
       if (c !== undefined) {
         const [successes, failures, , disqualified] = await c.registry.reputation(r.address);
@@ -80,18 +131,14 @@ export async function collectStatus(
     }
     const healthyHolder = (a: string): boolean => records.get(a)?.disqualified !== true && dq.get(a) !== true;
     const files: FileHealth[] = [];
-    for (const f of await walkFiles(metadata)) {
+    for (const f of view.files) {
       const strategy = parseRedundancyStrategy(f.redundancy);
-      const segments = (await metadata.segments(f.inode)).map((s) => ({
-        index: s.index,
-        healthy: Object.values(s.holders).filter(healthyHolder).length,
-        total: strategy.total,
-      }));
-      const min = segments.reduce((m, s) => Math.min(m, s.healthy), Number.POSITIVE_INFINITY);
+      const segments = f.segments.map((x) => ({ index: x.index, healthy: x.holders.filter(healthyHolder).length, total: strategy.total }));
+      const min = segments.reduce((m, x) => Math.min(m, x.healthy), Number.POSITIVE_INFINITY);
       const health = min >= strategy.optimal ? "healthy" : min > strategy.repair ? "degraded" : min >= strategy.k ? "repair" : "lost";
       files.push({ path: f.path, redundancy: f.redundancy, segments, health });
     }
-    const status: RenterStatus = { address, files, farmers };
+    const status: RenterStatus = { address, source: view.source, files, farmers };
     if (c !== undefined) {
       const [tokens, withdrawable] = await Promise.all([c.token.balanceOf(address), c.market.withdrawable(address)]);
       status.balances = { tokens: tokens.toString(), withdrawable: withdrawable.toString() };
@@ -110,6 +157,11 @@ export async function collectStatus(
 /** The status as text. */
 export function renderStatus(s: RenterStatus): string {
   const lines = [`renter ${s.address}`];
+  lines.push(
+    s.source.kind === "metadata"
+      ? "  source: metadata database and chain"
+      : `  source: the mounted drive at ${s.source.mountpoint} (pid ${s.source.pid}; its status file of ${s.source.time}${s.source.moreFiles > 0 ? `, ${s.source.moreFiles} more files not listed` : ""}) and chain`,
+  );
   if (s.balances !== undefined) lines.push(`  tokens ${s.balances.tokens}, withdrawable ${s.balances.withdrawable} (token units)`);
   lines.push(
     s.lastRepair === undefined

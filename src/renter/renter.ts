@@ -79,7 +79,14 @@ export interface RenterComponents {
   directory: FarmerDirectory;
   deals: DealProvider;
   orders: OrderAuthority;
+  /** Told of every read received and verified, per deal (egress vouchers; see egress.ts). */
+  egress?: EgressMeter;
   logger?: Logger;
+}
+
+/** What the get path reports verified reads to (EgressAccountant fits). */
+export interface EgressMeter {
+  received(farmer: FarmerRef, dealId: bigint, bytes: number): void;
 }
 
 /** Options of a {@link Renter}. */
@@ -563,7 +570,7 @@ export class Renter {
           const began = performance.now();
           this.#getPiece(address, segment, number, whole ? undefined : { offset: alignedStart, length: alignedEnd - alignedStart }, combined, dealIds)
             .then(
-              async ({ farmer, data, proof }) => {
+              async ({ farmer, dealId, data, proof }) => {
                 const root = fromHex(segment.pieceRoots[number]!);
                 const expectedBytes = whole ? segment.pieceSize : alignedEnd - alignedStart;
                 // No proof: the transport verified against the root we sent (see GetPieceResult).
@@ -579,6 +586,7 @@ export class Renter {
                   await this.#recordOutcome(farmer, { ok: false, corrupt: true });
                   return;
                 }
+                this.#c.egress?.received(farmer, dealId, data.byteLength);
                 if (good.size < k) good.set(number, whole ? data : data.subarray(range.offset - alignedStart, range.offset - alignedStart + range.length));
                 void this.#recordOutcome(farmer, { ok: true, bytes: data.byteLength, ms: performance.now() - began });
                 if (good.size >= k) stop.abort(new DstorError("ABORTED", "enough pieces"));
@@ -619,7 +627,7 @@ export class Renter {
     range: { offset: number; length: number } | undefined,
     signal: AbortSignal,
     dealIds?: ReadonlyMap<string, bigint>,
-  ): Promise<{ farmer: FarmerRef; data: Uint8Array; proof: readonly Uint8Array[] | undefined }> {
+  ): Promise<{ farmer: FarmerRef; dealId: bigint; data: Uint8Array; proof: readonly Uint8Array[] | undefined }> {
     const farmer = await this.#farmerRef(address);
     const rec = await this.#c.metadata.farmer(address);
     const dealId = dealIds?.get(address) ?? (rec?.dealId === undefined ? 0n : BigInt(rec.dealId));
@@ -628,7 +636,7 @@ export class Renter {
     const order = await this.#c.orders.sign({ farmer: address, dealId, pieceId, action: OrderAction.Get, maxBytes });
     const root = segment.pieceRoots[number]!;
     const result = await this.#c.transport.get(farmer, { order, pieceId, root, size: segment.pieceSize, offset: range?.offset, length: range?.length }, { signal });
-    return { farmer, data: result.data, proof: result.proof };
+    return { farmer, dealId, data: result.data, proof: result.proof };
   }
 
   #secrets(record: InodeRecord): { fileKey: Uint8Array; fileId: Uint8Array } {
@@ -951,6 +959,7 @@ export class Renter {
       const ok =
         result.data.byteLength === length &&
         (result.proof === undefined || verifyMerkleMultiproof(fromHex(piece.root), leaves, startLeaf, result.data, result.proof));
+      if (ok) this.#c.egress?.received(farmer, dealId, length);
       await this.#recordOutcome(farmer, ok ? { ok: true, bytes: length, ms: performance.now() - began } : { ok: false, corrupt: true });
       return { ok, corrupt: !ok };
     } catch (error) {

@@ -47,6 +47,7 @@ import {
   type EpochClock,
   epochAt,
   epochStartTime,
+  type Finality,
   PeriodicWorker,
   pollIntervalMs,
   type SeedSource,
@@ -68,12 +69,15 @@ export interface AuditedDeal {
   root: string;
   pieceCount: bigint;
   version: bigint;
+  /** Egress already redeemed (cumulative voucher amount). */
+  egressPaid: bigint;
 }
 
 /** The Market calls the worker makes (the typed ethers binding fits). */
 export interface FarmerAuditMarket {
   deal(dealId: bigint): Promise<AuditedDeal>;
-  outcomes(dealId: bigint, epoch: bigint): Promise<bigint>;
+  /** The outcome of an epoch; `blockTag` reads it as of an older block (confirmations). */
+  outcomes(dealId: bigint, epoch: bigint, overrides?: { blockTag?: number }): Promise<bigint>;
   answerChallenge(
     dealId: bigint,
     epoch: bigint,
@@ -83,6 +87,13 @@ export interface FarmerAuditMarket {
   closeDeal(dealId: bigint): Promise<SentTx>;
   withdrawable(account: string): Promise<bigint>;
   withdraw(): Promise<SentTx>;
+  redeemVoucher(dealId: bigint, cumulativeAmount: bigint, renterSig: string): Promise<SentTx>;
+}
+
+/** The egress vouchers renters handed us (EgressVoucherBook fits). */
+export interface HeldVouchers {
+  latest(dealId: bigint): { cumulativeAmount: bigint; renterSignature: string } | undefined;
+  forget(dealId: bigint): Promise<void>;
 }
 
 /** The piece-store calls the worker makes. */
@@ -112,6 +123,13 @@ export interface FarmerAuditInit {
     withDealLock<T>(dealId: bigint, fn: () => Promise<T>): Promise<T>;
     latestSignedVersion(dealId: bigint): bigint | undefined;
   };
+  /** Renters' egress vouchers, redeemed once per epoch when they grew and before a deal closes. */
+  vouchers?: HeldVouchers;
+  /**
+   * When a transaction counts as final (confirmations, reorgs; see
+   * worker.ts). Without it, or with 0 confirmations, once it is mined.
+   */
+  finality?: Finality;
   /** Fix the current epoch's seed when nobody has (default true). */
   fixSeeds?: boolean;
   /** Round interval in ms (default {@link pollIntervalMs}). */
@@ -128,6 +146,7 @@ interface EpochTally {
   unanswerable: number;
   settled: number;
   earned: bigint;
+  egress: bigint;
 }
 
 const OUTCOME_NONE = 0n;
@@ -178,18 +197,32 @@ export function createFarmerAuditWorker(init: FarmerAuditInit): Worker {
     handled.set(key, set);
   };
   const tallies = new Map<bigint, EpochTally>();
+  /** The epoch in which each deal's voucher was last redeemed. */
+  const redeemedIn = new Map<string, bigint>();
   let lastLogged: bigint | undefined;
 
   const tally = (epoch: bigint): EpochTally => {
     let t = tallies.get(epoch);
     if (t === undefined) {
-      t = { deals: 0, passed: 0, failed: 0, unanswerable: 0, settled: 0, earned: 0n };
+      t = { deals: 0, passed: 0, failed: 0, unanswerable: 0, settled: 0, earned: 0n, egress: 0n };
       tallies.set(epoch, t);
     }
     return t;
   };
 
-  const send = (what: string, tx: () => Promise<SentTx>): Promise<boolean> => trySend(log, what, tx);
+  const finality = init.finality;
+  const send = (what: string, tx: () => Promise<SentTx>): Promise<boolean> => trySend(log, what, tx, finality);
+
+  /**
+   * Whether an outcome recorded for `epoch` is final: with confirmations it
+   * must be there as of the block `confirmations - 1` below the head, else an
+   * answer of ours may still be reorged out (it is then answered again).
+   */
+  const outcomeFinal = async (dealId: bigint, epoch: bigint): Promise<boolean> => {
+    if (finality === undefined || finality.confirmations <= 1) return true;
+    const blockTag = (await finality.chain.getBlockNumber()) - (finality.confirmations - 1);
+    return blockTag >= 0 && (await init.market.outcomes(dealId, epoch, { blockTag })) !== OUTCOME_NONE;
+  };
 
   /** The deal's pieces as of its current on-chain root, or undefined when we cannot tell. */
   const piecesOf = async (dealId: bigint, deal: AuditedDeal, signal: AbortSignal): Promise<DealPiece[] | undefined> => {
@@ -237,7 +270,8 @@ export function createFarmerAuditWorker(init: FarmerAuditInit): Worker {
       return;
     }
     if ((await init.market.outcomes(dealId, epoch)) !== OUTCOME_NONE) {
-      markHandled(dealId, epoch);
+      // Ours (or recorded by a settle); handled once final, looked at again until then.
+      if (await outcomeFinal(dealId, epoch)) markHandled(dealId, epoch);
       return;
     }
     const pieces = await piecesOf(dealId, deal, signal);
@@ -252,6 +286,7 @@ export function createFarmerAuditWorker(init: FarmerAuditInit): Worker {
       log.warn("cannot answer a challenge", { dealId: dealId.toString(), epoch: epoch.toString(), error: String(error) });
       return;
     }
+    // Not final (refused, lost to a reorg, not deep enough yet): the next round looks at the chain again.
     const sent = await send(`answerChallenge(${dealId}, ${epoch})`, () => init.market.answerChallenge(dealId, epoch, samples));
     if (!sent) return; // retried next round while the deadline allows
     markHandled(dealId, epoch);
@@ -267,8 +302,8 @@ export function createFarmerAuditWorker(init: FarmerAuditInit): Worker {
     if (lastLogged === undefined) lastLogged = current;
     if (init.fixSeeds !== false) {
       // The previous epoch too: its anchor may have been set just before the epoch turned.
-      if (current > 0n) await advanceSeed(log, init.randomness, current - 1n);
-      await advanceSeed(log, init.randomness, current);
+      if (current > 0n) await advanceSeed(log, init.randomness, current - 1n, finality);
+      await advanceSeed(log, init.randomness, current, finality);
     }
     const ids = await init.dealIds({ signal });
     let open = 0;
@@ -283,6 +318,8 @@ export function createFarmerAuditWorker(init: FarmerAuditInit): Worker {
       }
       if (deal.closed) {
         finished.add(id);
+        redeemedIn.delete(id);
+        await init.vouchers?.forget(dealId);
         continue;
       }
       open++;
@@ -305,6 +342,17 @@ export function createFarmerAuditWorker(init: FarmerAuditInit): Worker {
       }
       // Settled epochs can never be asked again: forget them, so the set stays small.
       for (const e of handled.get(id) ?? []) if (e < fresh.nextEpoch) handled.get(id)?.delete(e);
+      // Egress: the newest voucher is redeemed once per epoch when it grew, and
+      // in the deal's last epoch and before closing it (closing refunds the rest).
+      const held = init.vouchers?.latest(dealId);
+      const ending = now + init.clock.epochSeconds >= Number(deal.end);
+      if (held !== undefined && held.cumulativeAmount > fresh.egressPaid && (redeemedIn.get(id) !== current || ending)) {
+        const before = fresh.egressPaid;
+        if (await send(`redeemVoucher(${id})`, () => init.market.redeemVoucher(dealId, held.cumulativeAmount, held.renterSignature))) {
+          redeemedIn.set(id, current);
+          tally(current).egress += held.cumulativeAmount - before;
+        }
+      }
       if (now >= Number(deal.end) && fresh.nextEpoch > last) {
         if (await send(`closeDeal(${id})`, () => init.market.closeDeal(dealId))) {
           finished.add(id);
@@ -320,8 +368,8 @@ export function createFarmerAuditWorker(init: FarmerAuditInit): Worker {
         const t = tally(e);
         log.info(
           `epoch ${e}: ${t.deals} open deals, challenges passed ${t.passed} failed ${t.failed} unanswerable ${t.unanswerable}, ` +
-            `${t.settled} epochs settled, earned ${t.earned} token units`,
-          { epoch: e.toString(), ...t, earned: t.earned.toString() },
+            `${t.settled} epochs settled, egress redeemed ${t.egress}, earned ${t.earned} token units`,
+          { epoch: e.toString(), ...t, earned: t.earned.toString(), egress: t.egress.toString() },
         );
         tallies.delete(e);
       }

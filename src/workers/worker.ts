@@ -10,6 +10,7 @@
  */
 import { revertName } from "../chain/signer.js";
 import { sleep } from "../core/abort.js";
+import { DstorError } from "../core/errors.js";
 import type { Logger } from "../core/logging.js";
 
 /** A background worker. */
@@ -113,24 +114,114 @@ export async function chainNow(provider: { getBlock(tag: "latest"): Promise<{ ti
   return Math.max(block?.timestamp ?? 0, Math.floor(Date.now() / 1000));
 }
 
-/** A sent transaction. */
+/** A sent transaction (an ethers TransactionResponse fits). */
 export interface SentTx {
+  /** Its hash; needed to follow it to finality. */
+  readonly hash?: string;
   wait(): Promise<unknown>;
 }
 
+/** The chain reads that follow a transaction to finality (an ethers provider fits). */
+export interface FinalityChain {
+  getBlockNumber(): Promise<number>;
+  getTransactionReceipt(hash: string): Promise<{ blockNumber: number; status: number | null } | null>;
+  getTransaction(hash: string): Promise<unknown>;
+}
+
 /**
- * Sends a transaction and waits for it; false (logged at debug) when the
- * contract refuses it — workers race each other for seeds and settlements,
- * and losing such a race is normal.
+ * When a worker treats its transaction as final: once its block has
+ * `confirmations` blocks on top (itself included). 0 is "once mined" (dev
+ * chains). A transaction whose receipt disappears and which the node no
+ * longer knows (reorged out, dropped) is lost: `onLost` runs (the signer
+ * resets its nonce, or every later transaction would wait behind the gap)
+ * and the worker's next round sees the chain without it and acts again.
  */
-export async function trySend(log: Logger, what: string, tx: () => Promise<SentTx>): Promise<boolean> {
+export interface Finality {
+  confirmations: number;
+  chain: FinalityChain;
+  /** Longest a send follows its transaction, in ms; after it the send counts as not final (the next round looks again). */
+  timeoutMs: number;
+  /** Poll interval while following a transaction, in ms. */
+  pollMs?: number;
+  onLost?: () => void;
+}
+
+/** Default confirmations: none on dev chains (instant, no reorgs), 2 on real networks. */
+export function defaultConfirmations(devChain: boolean): number {
+  return devChain ? 0 : 2;
+}
+
+/** `--confirmations` checked (a whole number of blocks), or the default for the chain. */
+export function resolveConfirmations(value: number | undefined, devChain: boolean): number {
+  if (value === undefined) return defaultConfirmations(devChain);
+  if (!Number.isSafeInteger(value) || value < 0 || value > 1000) {
+    throw new DstorError("INVALID_OPTION", "--confirmations must be a whole number of blocks between 0 and 1000");
+  }
+  return value;
+}
+
+/** How long a worker follows one transaction to finality: a quarter epoch, between 5 s and 2 min. */
+export function finalityTimeoutMs(epochSeconds: number): number {
+  return Math.min(120_000, Math.max(5_000, Math.floor((epochSeconds * 1000) / 4)));
+}
+
+/** What became of a followed transaction. */
+export type TxFate = "final" | "reverted" | "lost" | "pending";
+
+/** Follows the transaction `hash` until it is final, reverted or lost, or `timeoutMs` pass ("pending"). */
+export async function followTransaction(hash: string, finality: Finality, signal?: AbortSignal): Promise<TxFate> {
+  const deadline = Date.now() + finality.timeoutMs;
+  const pollMs = finality.pollMs ?? 250;
+  for (;;) {
+    const receipt = await finality.chain.getTransactionReceipt(hash);
+    if (receipt !== null) {
+      if (receipt.status === 0) return "reverted";
+      if ((await finality.chain.getBlockNumber()) - receipt.blockNumber + 1 >= finality.confirmations) {
+        // Still there once deep enough (a reorg between the two reads would have removed it).
+        if ((await finality.chain.getTransactionReceipt(hash))?.blockNumber === receipt.blockNumber) return "final";
+        continue;
+      }
+    } else if ((await finality.chain.getTransaction(hash)) === null) {
+      return "lost";
+    }
+    if (Date.now() >= deadline) return "pending";
+    try {
+      await sleep(pollMs, { signal });
+    } catch {
+      return "pending";
+    }
+  }
+}
+
+/**
+ * Sends a transaction and waits for it — with `finality` until it is final
+ * (see {@link Finality}); false (logged at debug) when the contract refuses
+ * it, and also when it was lost or is not final yet: workers decide from
+ * chain state each round, so a lost transaction is simply sent again.
+ * Workers race each other for seeds and settlements, and losing such a race
+ * is normal.
+ */
+export async function trySend(log: Logger, what: string, tx: () => Promise<SentTx>, finality?: Finality): Promise<boolean> {
+  let sent: SentTx;
   try {
-    await (await tx()).wait();
-    return true;
+    sent = await tx();
+    if (finality === undefined || finality.confirmations === 0 || sent.hash === undefined) {
+      await sent.wait();
+      return true;
+    }
   } catch (error) {
     log.debug(`${what} not sent`, { revert: revertName(error), error: String(error) });
     return false;
   }
+  const fate = await followTransaction(sent.hash, finality);
+  if (fate === "final") return true;
+  if (fate === "lost") {
+    log.warn(`${what} was dropped or reorged out; sending it again if still needed`, { tx: sent.hash });
+    finality.onLost?.();
+  } else {
+    log.debug(`${what} is ${fate}`, { tx: sent.hash });
+  }
+  return false;
 }
 
 /** The randomness calls seed keeping needs. */
@@ -140,7 +231,7 @@ export interface SeedSource {
 }
 
 /** Anchors or fixes the seed of `epoch` (two calls in two blocks); a no-op once it is fixed. */
-export async function advanceSeed(log: Logger, randomness: SeedSource, epoch: bigint): Promise<void> {
+export async function advanceSeed(log: Logger, randomness: SeedSource, epoch: bigint, finality?: Finality): Promise<void> {
   if (BigInt(await randomness.seedOf(epoch)) !== 0n) return;
-  await trySend(log, `fixSeed(${epoch})`, () => randomness.fixSeed(epoch));
+  await trySend(log, `fixSeed(${epoch})`, () => randomness.fixSeed(epoch), finality);
 }

@@ -74,7 +74,22 @@ export async function mintedTo(f: ChainFixture, account: string): Promise<bigint
   return mints.reduce((s, log) => s + (log as unknown as { args: [string, bigint] }).args[1], 0n);
 }
 
-test("honest farmers answer every challenge and are paid exactly price × bytes × time", { timeout: 900_000 }, async (t) => {
+/** Egress price of the honest farmers (tokens per GB): high, so a few MiB of reads are worth many token units. */
+const EGRESS_PRICE_GB = "100";
+const EGRESS_UNITS_PER_GB = 100_000_000n;
+
+/** The newest egress voucher a farmer holds for `dealId` (its durable voucher book), 0 when none. */
+async function heldVoucher(farmer: LocalFarmer, dealId: bigint): Promise<bigint> {
+  try {
+    const book = JSON.parse(await readFile(join(farmer.home, "farmer-egress-vouchers.json"), "utf8")) as { vouchers: Record<string, { cumulativeAmount: string }> };
+    return BigInt(book.vouchers[dealId.toString()]?.cumulativeAmount ?? "0");
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return 0n;
+    throw error;
+  }
+}
+
+test("honest farmers answer every challenge and are paid exactly price × bytes × time plus redeemed egress", { timeout: 900_000 }, async (t) => {
   const f = await startFixture(t, AUDIT_PARAMS);
   const root = await tempRoot("dstor-audits-e2e-");
   const cleanups: Array<() => Promise<void>> = [];
@@ -83,7 +98,9 @@ test("honest farmers answer every challenge and are paid exactly price × bytes 
     await removeRoot(root);
   });
   const farmers: LocalFarmer[] = [];
-  for (let i = 1; i <= 4; i++) farmers.push(await startLocalFarmer(cleanups, root, i, f.chain.rpcUrl, f.home, "2GB", HIGH_PRICE));
+  for (let i = 1; i <= 4; i++) {
+    farmers.push(await startLocalFarmer(cleanups, root, i, f.chain.rpcUrl, f.home, "2GB", HIGH_PRICE, ["--egress-price-gb", EGRESS_PRICE_GB]));
+  }
   const logs = farmers.map((x) => collectLog(x));
   t.after(async () => {
     if (process.env.DSTOR_TEST_LOGS !== undefined) {
@@ -103,12 +120,41 @@ test("honest farmers answer every challenge and are paid exactly price × bytes 
   assert.equal(put.code, 0, put.stderr);
   const deals = await dealsOf(f, renter, farmers);
   assert.equal(deals.size, 4, "one deal per farmer");
+  // Reads: each `dstor get` pays for the bytes it received and verified with vouchers (sent as it exits).
+  const GETS = 2;
+  const original = await readFile(join(root, "a"));
+  for (let i = 0; i < GETS; i++) {
+    const get = await runCli(["get", "/a", join(root, `a.${i}`), "--max-egress-price-gb", "1000", ...common]);
+    assert.equal(get.code, 0, get.stderr);
+    assert.equal(Buffer.compare(await readFile(join(root, `a.${i}`)), original), 0);
+  }
+  // What a get must have received (k pieces of every segment) and at most could (every piece).
+  let minBytes = 0n;
+  let maxBytes = 0n;
+  const offline = await openRenterNode({ home, offline: true });
+  for (const file of await walkFiles(offline.metadata)) {
+    for (const s of await offline.metadata.segments(file.inode)) {
+      minBytes += BigInt(GETS * 2 * s.pieceSize);
+      maxBytes += BigInt(GETS * Object.keys(s.holders).length * s.pieceSize);
+    }
+  }
+  await offline.stop();
+  let vouchersTotal = 0n;
+  for (const farmer of farmers) vouchersTotal += await heldVoucher(farmer, deals.get(farmer.wallet)!);
+  // Each voucher rounds down once per deal and process: at most one unit lost per deal and get.
+  assert.ok(vouchersTotal >= (minBytes * EGRESS_UNITS_PER_GB) / 1_000_000_000n - BigInt(GETS * deals.size), `vouchers ${vouchersTotal} pay at least k pieces per segment`);
+  assert.ok(vouchersTotal <= (maxBytes * EGRESS_UNITS_PER_GB) / 1_000_000_000n, `vouchers ${vouchersTotal} pay no more than every piece`);
 
-  // Wait until every deal has passed at least three challenges (answered by the farmers' workers).
+  // Wait until every deal has passed at least three challenges (answered by the farmers' workers)
+  // and every farmer has redeemed the voucher it holds.
   const PASSES = 3;
   const deadline = Date.now() + 300_000;
   for (;;) {
     let ready = true;
+    for (const farmer of farmers) {
+      const id = deals.get(farmer.wallet)!;
+      if ((await f.c.market.deal(id)).egressPaid !== (await heldVoucher(farmer, id))) ready = false;
+    }
     for (const id of deals.values()) {
       const d = await f.c.market.deal(id);
       let passed = 0;
@@ -123,6 +169,7 @@ test("honest farmers answer every challenge and are paid exactly price × bytes 
   await Promise.all(farmers.map((x) => x.stop()));
 
   let paidTotal = 0n;
+  let egressTotal = 0n;
   let depositedTotal = 0n;
   let remainingTotal = 0n;
   for (const farmer of farmers) {
@@ -144,23 +191,33 @@ test("honest farmers answer every challenge and are paid exactly price × bytes 
     assert.equal(await f.c.market.byteSecondsAt(id, settledUntil), byteSeconds);
     assert.equal(d.storagePaid, storageCost(d.pricePerTBMonth, byteSeconds), `deal ${id} paid price × bytes × time`);
     assert.equal(d.storageRefunded, 0n);
-    assert.equal(d.egressPaid, 0n);
+    // Egress: exactly the voucher the renter signed and the farmer holds was redeemed.
+    assert.equal(d.egressPaid, await heldVoucher(farmer, id), `deal ${id} redeemed the renter's newest voucher`);
+    const redeemed = await f.c.market.queryFilter(f.c.market.filters.VoucherRedeemed!(id), 0, "latest");
+    assert.equal(redeemed.reduce((n, x) => n + (x as unknown as { args: [bigint, bigint, bigint] }).args[2], 0n), d.egressPaid);
+    egressTotal += d.egressPaid;
     // What the farmer earned is in its wallet (withdrawn by its worker) or still withdrawable.
     const gained = (await f.c.token.balanceOf(farmer.wallet)) - startBalances.get(farmer.wallet)! + (await f.c.market.withdrawable(farmer.wallet));
-    assert.equal(gained, d.storagePaid, `farmer ${farmer.index} received exactly its pay`);
+    assert.equal(gained, d.storagePaid + d.egressPaid, `farmer ${farmer.index} received exactly its pay and its redeemed egress`);
     const remaining = await f.c.market.escrowRemaining(id);
-    assert.equal(remaining, d.deposited - d.storagePaid, "the renter's escrow went down by the pay");
+    assert.equal(remaining, d.deposited - d.storagePaid - d.egressPaid, "the renter's escrow went down by the pay and the egress");
     paidTotal += d.storagePaid;
     depositedTotal += d.deposited;
     remainingTotal += remaining;
   }
   assert.ok(paidTotal > 0n);
+  assert.equal(egressTotal, vouchersTotal, "every voucher was redeemed");
+  assert.ok(egressTotal > 0n);
   // The renter's tokens: minted − deposited; the market holds exactly the escrows left and what is withdrawable.
   assert.equal(await f.c.token.balanceOf(renter), (await mintedTo(f, renter)) - depositedTotal);
   let withdrawable = await f.c.market.withdrawable(renter);
   for (const farmer of farmers) withdrawable += await f.c.market.withdrawable(farmer.wallet);
   assert.equal(await f.c.token.balanceOf(f.deployment.market), remainingTotal + withdrawable);
-  t.diagnostic(`paid ${paidTotal} token units over ${deals.size} deals`);
+  t.diagnostic(`paid ${paidTotal} token units for storage and ${egressTotal} for egress over ${deals.size} deals`);
+  const redeems = await f.c.market.queryFilter(f.c.market.filters.VoucherRedeemed!(), 0, "latest");
+  let redeemGas = 0n;
+  for (const hash of new Set(redeems.map((x) => x.transactionHash))) redeemGas += (await f.provider.getTransactionReceipt(hash))!.gasUsed;
+  t.diagnostic(`voucher redemptions: ${redeems.length}, ${redeems.length === 0 ? 0n : redeemGas / BigInt(redeems.length)} gas each`);
   // Audit cost per deal per epoch, as the farmers' workers actually paid it.
   const answers = await f.c.market.queryFilter(f.c.market.filters.ChallengePassed!(), 0, "latest");
   const answerTxs = new Set(answers.map((x) => x.transactionHash));

@@ -21,6 +21,8 @@ interface FarmArgs {
   storage?: string;
   quota: number;
   "price-tb-month": number;
+  "egress-price-gb": number;
+  confirmations?: number;
   listen: string[];
   bootstrap?: string[];
   dht: boolean;
@@ -38,7 +40,7 @@ export const farmCommand: CommandModule<object, FarmArgs> = {
   command: "farm",
   describe: "Offer disk space as a farmer: serve pieces over libp2p and register on-chain, until interrupted",
   builder: (yargs) =>
-    addOptions(yargs, ["home", "storage", "quota", "price-tb-month", "listen", "bootstrap", "dht", "chain-rpc", "deployment", "port", "unconfirmed-ttl", "dev-refuse-reads", "json"]).option(
+    addOptions(yargs, ["home", "storage", "quota", "price-tb-month", "egress-price-gb", "listen", "bootstrap", "dht", "chain-rpc", "deployment", "port", "unconfirmed-ttl", "confirmations", "dev-refuse-reads", "json"]).option(
       "phrase-file",
       { type: "string", describe: "Create the home with the phrase in this file (first run only) instead of a new one" },
     ) as never,
@@ -62,6 +64,8 @@ export const farmCommand: CommandModule<object, FarmArgs> = {
       ...(args.storage === undefined ? {} : { storageDir: args.storage }),
       quotaBytes: args.quota,
       priceTbMonth: args["price-tb-month"],
+      egressPriceGb: args["egress-price-gb"],
+      ...(args.confirmations === undefined ? {} : { confirmations: args.confirmations }),
       listen: args.listen,
       bootstrap: args.bootstrap ?? [],
       dht: args.dht,
