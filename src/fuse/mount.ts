@@ -11,7 +11,7 @@ import { execFile } from "node:child_process";
 import { readdir, readFile, stat } from "node:fs/promises";
 import { resolve } from "node:path";
 import { promisify } from "node:util";
-import { raceSignal, withDeadline } from "../core/abort.js";
+import { raceSignal } from "../core/abort.js";
 import { DstorError } from "../core/errors.js";
 import { type Logger, silentLogger } from "../core/logging.js";
 import type { Drive, DriveAttr } from "./drive.js";
@@ -26,6 +26,18 @@ export const META_OP_DEADLINE_MS = 30_000;
 export const READ_OP_DEADLINE_MS = 120_000;
 /** Deadline of fsync/truncate (may upload a whole file), in ms. */
 export const UPLOAD_OP_DEADLINE_MS = 600_000;
+
+/**
+ * How long the kernel may keep a lookup or getattr answer, in seconds
+ * (libfuse's default is 1 s). Safe to make long because nothing changes the
+ * tree behind the kernel's back: the metadata database is locked to this
+ * process, every change arrives as a kernel request on this mount (which
+ * drops or refreshes the entries it touches), and what the drive itself does
+ * afterwards (background uploads) changes no attribute the kernel shows.
+ * The short default made every `stat` of a file created more than a second
+ * earlier a round trip through this process.
+ */
+export const KERNEL_CACHE_TIMEOUT_S = 3600;
 
 type Cb = (errno: number, ...values: unknown[]) => void;
 
@@ -82,14 +94,49 @@ function toStat(a: DriveAttr, uid: number, gid: number): Record<string, unknown>
 
 /** Builds the fuse-native operation table for `drive`. */
 export function fuseOperations(drive: Drive, logger: Logger): Record<string, unknown> {
-  // Runs `fn` under a deadline and answers the kernel exactly once.
-  const run = <T>(name: string, deadlineMs: number, cb: Cb, fn: (signal: AbortSignal) => Promise<T>, reply: (value: T) => void): void => {
-    const signal = withDeadline(undefined, deadlineMs, `FUSE ${name}`);
-    raceSignal(fn(signal), signal).then(reply, (error: unknown) => {
+  /**
+   * Runs `fn` under a deadline and answers the kernel exactly once. The
+   * deadline is one timer, cleared as soon as the work ends, and an
+   * AbortSignal is made only for operations that pass one down (`signal`):
+   * at thousands of operations a second, a controller and a 30 s timer left
+   * behind by every getattr were a large part of the mount's GC time.
+   */
+  const run = <T>(name: string, deadlineMs: number, cb: Cb, fn: (signal: AbortSignal | undefined) => Promise<T>, reply: (value: T) => void, signal = false): void => {
+    const controller = signal ? new AbortController() : undefined;
+    let answered = false;
+    const fail = (error: unknown): void => {
       const errno = toErrno(error);
       logger.debug("fuse op failed", { op: name, errno, error: String(error) });
       cb(errno);
-    });
+    };
+    const timer = setTimeout(() => {
+      if (answered) return;
+      answered = true;
+      const error = new DstorError("TIMEOUT", `FUSE ${name} did not finish within ${deadlineMs} ms`, { details: { timeoutMs: deadlineMs } });
+      controller?.abort(error);
+      fail(error);
+    }, deadlineMs);
+    timer.unref();
+    let work: Promise<T>;
+    try {
+      work = fn(controller?.signal);
+    } catch (error) {
+      work = Promise.reject(error);
+    }
+    work.then(
+      (value) => {
+        if (answered) return;
+        answered = true;
+        clearTimeout(timer);
+        reply(value);
+      },
+      (error: unknown) => {
+        if (answered) return;
+        answered = true;
+        clearTimeout(timer);
+        fail(error);
+      },
+    );
   };
   const ok = (cb: Cb) => () => cb(0);
   return {
@@ -111,13 +158,13 @@ export function fuseOperations(drive: Drive, logger: Logger): Record<string, unk
     create: (path: string, mode: number, cb: Cb) => run("create", META_OP_DEADLINE_MS, cb, () => drive.create(path, mode), (fd) => cb(0, fd)),
     open: (path: string, flags: number, cb: Cb) => run("open", READ_OP_DEADLINE_MS, cb, () => drive.open(path, flags), (fd) => cb(0, fd)),
     read: (_path: string, fd: number, buf: Buffer, len: number, pos: number, cb: Cb) =>
-      run("read", READ_OP_DEADLINE_MS, cb, (signal) => drive.read(fd, buf, len, pos, { signal }), (n) => cb(n)),
+      run("read", READ_OP_DEADLINE_MS, cb, (signal) => drive.read(fd, buf, len, pos, { signal }), (n) => cb(n), true),
     write: (_path: string, fd: number, buf: Buffer, len: number, pos: number, cb: Cb) => run("write", META_OP_DEADLINE_MS, cb, () => drive.write(fd, buf, len, pos), (n) => cb(n)),
     truncate: (path: string, size: number, cb: Cb) => run("truncate", UPLOAD_OP_DEADLINE_MS, cb, () => drive.truncate(path, size), ok(cb)),
     ftruncate: (_path: string, fd: number, size: number, cb: Cb) => run("ftruncate", META_OP_DEADLINE_MS, cb, () => drive.ftruncate(fd, size), ok(cb)),
     flush: (_path: string, fd: number, cb: Cb) => run("flush", META_OP_DEADLINE_MS, cb, () => drive.flush(fd), ok(cb)),
     // fuse-native passes (path, datasync, fd, cb) — datasync before fd.
-    fsync: (_path: string, _datasync: number, fd: number, cb: Cb) => run("fsync", UPLOAD_OP_DEADLINE_MS, cb, (signal) => drive.fsync(fd, { signal }), ok(cb)),
+    fsync: (_path: string, _datasync: number, fd: number, cb: Cb) => run("fsync", UPLOAD_OP_DEADLINE_MS, cb, (signal) => drive.fsync(fd, { signal }), ok(cb), true),
     release: (_path: string, fd: number, cb: Cb) => run("release", META_OP_DEADLINE_MS, cb, () => drive.release(fd), ok(cb)),
   };
 }
@@ -202,6 +249,8 @@ export async function mountDrive(drive: Drive, mountpoint: string, init: MountIn
     // auto_cache: the kernel keeps a file's pages across opens while its size and mtime stay the same
     // (every change goes through this mount, so they change with it): warm reads run at page-cache speed.
     autoCache: true,
+    entryTimeout: KERNEL_CACHE_TIMEOUT_S,
+    attrTimeout: KERNEL_CACHE_TIMEOUT_S,
     timeout: {
       default: META_OP_DEADLINE_MS + backstop,
       read: READ_OP_DEADLINE_MS + backstop,
