@@ -34,6 +34,7 @@
 import { createReadStream } from "node:fs";
 import type { SegmentCache } from "../cache/segment-cache.js";
 import type { StagingArea, StagingItem } from "../cache/staging.js";
+import { raceSignal } from "../core/abort.js";
 import { DstorError, isDstorError } from "../core/errors.js";
 import { type Logger, silentLogger } from "../core/logging.js";
 import type { DirEntry, InodeRecord, InodeType } from "../metadata/types.js";
@@ -76,7 +77,13 @@ export interface DriveInit {
   staging: StagingArea;
   cache: SegmentCache;
   readOnly?: boolean;
-  /** statfs capacity in bytes (see docs/architecture.md, Drive). */
+  /**
+   * What statfs reports: bytes the network can still take from this renter
+   * (src/renter/capacity.ts). Asked at most every {@link STATFS_REFRESH_MS};
+   * without it statfs reports `capacityBytes`.
+   */
+  capacity?: (options: { signal?: AbortSignal | undefined }) => Promise<{ freeBytes: number }>;
+  /** Fixed statfs capacity in bytes when there is no `capacity` (offline, tests). */
   capacityBytes?: number;
   uid?: number;
   gid?: number;
@@ -116,6 +123,12 @@ export const BACKGROUND_UPLOADS_MAX = 2;
 const O_ACCMODE = 3;
 const O_TRUNC = 0o1000;
 const STATFS_DEFAULT_CAPACITY_BYTES = 1024 ** 5;
+/**
+ * How long a statfs figure from the network is reused, in ms: `df` and file
+ * managers call statfs often, and asking means reading every farmer's
+ * registry entry. A stale figure is answered at once while a fresh one is fetched.
+ */
+export const STATFS_REFRESH_MS = 60_000;
 /** statfs block size: fuse-native passes block counts as 32-bit numbers, so blocks must be large for PiB figures. */
 const STATFS_BLOCK_BYTES = 1024 * 1024;
 const UINT32_MAX = 0xffffffff;
@@ -140,7 +153,10 @@ export class Drive {
   readonly #cache: SegmentCache;
   readonly #log: Logger;
   readonly #readOnly: boolean;
-  readonly #capacity: number;
+  readonly #capacityBytes: number;
+  readonly #capacitySource: DriveInit["capacity"];
+  #capacityKnown: { freeBytes: number; at: number } | undefined;
+  #capacityFetch: Promise<{ freeBytes: number }> | undefined;
   readonly uid: number;
   readonly gid: number;
   readonly #items = new Map<string, OpenItem>();
@@ -156,7 +172,8 @@ export class Drive {
     this.#cache = init.cache;
     this.#log = init.logger ?? silentLogger("dstor:fuse");
     this.#readOnly = init.readOnly ?? false;
-    this.#capacity = init.capacityBytes ?? STATFS_DEFAULT_CAPACITY_BYTES;
+    this.#capacityBytes = init.capacityBytes ?? STATFS_DEFAULT_CAPACITY_BYTES;
+    this.#capacitySource = init.capacity;
     this.uid = init.uid ?? process.getuid?.() ?? 0;
     this.gid = init.gid ?? process.getgid?.() ?? 0;
   }
@@ -407,9 +424,32 @@ export class Drive {
     if (!keeps(uid, this.uid) || !keeps(gid, this.gid)) throw new DstorError("NOT_PERMITTED", "the drive does not store file ownership");
   }
 
-  /** Capacity figures for statfs, in {@link STATFS_BLOCK_BYTES} blocks. */
-  statfs(): { bsize: number; frsize: number; blocks: number; bfree: number; bavail: number; files: number; ffree: number; favail: number; namemax: number } {
-    const blocks = Math.min(UINT32_MAX, Math.floor(this.#capacity / STATFS_BLOCK_BYTES));
+  /** Free bytes for statfs: the network's figure (cached, see {@link STATFS_REFRESH_MS}) or the fixed one. */
+  async #freeBytes(options: { signal?: AbortSignal | undefined }): Promise<number> {
+    const source = this.#capacitySource;
+    if (source === undefined) return this.#capacityBytes;
+    const known = this.#capacityKnown;
+    if (known !== undefined && Date.now() - known.at < STATFS_REFRESH_MS) return known.freeBytes;
+    this.#capacityFetch ??= source({})
+      .then((fresh) => {
+        this.#capacityKnown = { freeBytes: fresh.freeBytes, at: Date.now() };
+        return fresh;
+      })
+      .finally(() => {
+        this.#capacityFetch = undefined;
+      });
+    const fetching = this.#capacityFetch;
+    // A stale figure now beats a wait on the chain; the first one has to be fetched.
+    if (known !== undefined) {
+      fetching.catch((error: unknown) => this.#log.warn("could not refresh the network's capacity for statfs", { error: String(error) }));
+      return known.freeBytes;
+    }
+    return (await raceSignal(fetching, options.signal)).freeBytes;
+  }
+
+  /** Capacity figures for statfs, in {@link STATFS_BLOCK_BYTES} blocks: total = free = what the network can still take. */
+  async statfs(options: { signal?: AbortSignal | undefined } = {}): Promise<{ bsize: number; frsize: number; blocks: number; bfree: number; bavail: number; files: number; ffree: number; favail: number; namemax: number }> {
+    const blocks = Math.min(UINT32_MAX, Math.floor((await this.#freeBytes(options)) / STATFS_BLOCK_BYTES));
     return { bsize: STATFS_BLOCK_BYTES, frsize: STATFS_BLOCK_BYTES, blocks, bfree: blocks, bavail: blocks, files: 1e9, ffree: 1e9, favail: 1e9, namemax: 255 };
   }
 

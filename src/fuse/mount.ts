@@ -149,7 +149,7 @@ export function fuseOperations(drive: Drive, logger: Logger): Record<string, unk
     chmod: (path: string, mode: number, cb: Cb) => run("chmod", META_OP_DEADLINE_MS, cb, () => drive.chmod(path, mode), ok(cb)),
     chown: (path: string, uid: number, gid: number, cb: Cb) => run("chown", META_OP_DEADLINE_MS, cb, () => drive.chown(path, uid, gid), ok(cb)),
     utimens: (path: string, _atime: number, mtime: number, cb: Cb) => run("utimens", META_OP_DEADLINE_MS, cb, () => drive.utimens(path, Number(mtime)), ok(cb)),
-    statfs: (_path: string, cb: Cb) => cb(0, drive.statfs()),
+    statfs: (_path: string, cb: Cb) => run("statfs", META_OP_DEADLINE_MS, cb, (signal) => drive.statfs({ signal }), (figures) => cb(0, figures), true),
     // fuse-native passes (target, linkPath).
     symlink: (target: string, path: string, cb: Cb) => run("symlink", META_OP_DEADLINE_MS, cb, () => drive.symlink(target, path), ok(cb)),
     readlink: (path: string, cb: Cb) => run("readlink", META_OP_DEADLINE_MS, cb, () => drive.readlink(path), (target) => cb(0, target)),

@@ -10,7 +10,7 @@ import { test } from "node:test";
 import { SegmentCache } from "../../src/cache/segment-cache.js";
 import { openStagingArea } from "../../src/cache/staging.js";
 import { DstorError } from "../../src/core/errors.js";
-import { Drive, type DriveData } from "../../src/fuse/drive.js";
+import { Drive, type DriveData, STATFS_REFRESH_MS } from "../../src/fuse/drive.js";
 import { toErrno } from "../../src/fuse/errno.js";
 import { openMetadataDb } from "../../src/metadata/db.js";
 
@@ -236,4 +236,40 @@ test("read-only drive refuses changes with READ_ONLY", async (t) => {
   const ro = new Drive({ metadata: meta, data, staging, cache: new SegmentCache({ maxBytes: 1024 }), readOnly: true });
   await assert.rejects(ro.mkdir("/z", 0o755), code("READ_ONLY"));
   await assert.rejects(ro.create("/z", 0o644), code("READ_ONLY"));
+});
+
+test("statfs reports the network's capacity, asks at most once per refresh period, answers a stale figure while refreshing", async (t) => {
+  const { meta, data, staging } = await setup(t);
+  let asked = 0;
+  let free = 10 * 1024 ** 3;
+  let release: (() => void) | undefined;
+  const capacity = async (): Promise<{ freeBytes: number }> => {
+    asked++;
+    if (release !== undefined) await new Promise<void>((resolve) => (release = resolve));
+    return { freeBytes: free };
+  };
+  const drive = new Drive({ metadata: meta, data, staging, cache: new SegmentCache({ maxBytes: 1 << 20 }), capacity });
+  const first = await drive.statfs();
+  assert.equal(first.blocks, 10 * 1024, "10 GiB in 1 MiB blocks");
+  assert.equal(first.bavail, first.blocks);
+  await drive.statfs();
+  assert.equal(asked, 1, "a fresh figure is reused");
+  const realNow = Date.now;
+  t.after(() => {
+    Date.now = realNow;
+  });
+  Date.now = () => realNow() + STATFS_REFRESH_MS + 1;
+  free = 20 * 1024 ** 3;
+  release = () => {};
+  const stale = await drive.statfs();
+  assert.equal(stale.blocks, 10 * 1024, "the stale figure is answered at once");
+  assert.equal(asked, 2, "and a refresh started");
+  release();
+  await new Promise((resolve) => setImmediate(resolve));
+  release = undefined;
+  assert.equal((await drive.statfs()).blocks, 20 * 1024);
+  assert.equal(asked, 2);
+  // Without a capacity source: the fixed figure.
+  const fixed = new Drive({ metadata: meta, data, staging, cache: new SegmentCache({ maxBytes: 1 << 20 }), capacityBytes: 5 * 1024 ** 2 });
+  assert.equal((await fixed.statfs()).blocks, 5);
 });
