@@ -165,6 +165,7 @@ typedef struct {
   int32_t res;
 
   // Extended attributes
+  char *xattr_list; /* dstor: see listxattr */
   const char *name;
   const char *value;
   char *list;
@@ -517,9 +518,20 @@ FUSE_METHOD(getxattr, 4, 1, (const char *path, const char *name, char *value, si
   napi_create_uint32(env, 0, &(argv[5]));
 }, {
   if (IS_ARRAY_BUFFER_DETACH_SUPPORTED == 1) assert(napi_detach_arraybuffer(env, argv[2]) == napi_ok);
+  /* dstor: fuse-native's JavaScript answers the value's full length even when the buffer is smaller; getxattr(2) says ERANGE. */
+  if (res > 0 && l->size > 0 && (size_t) res > l->size) res = -ERANGE;
 })
 
 #endif
+
+/*
+ * dstor: fuse-native's JavaScript writes the names into the buffer with
+ * Buffer.write, which throws (and takes the mount down) once a name starts
+ * past the end of a buffer that is too small. So JavaScript gets a buffer
+ * that holds any list (XATTR_LIST_MAX plus a name), and the names are copied
+ * into the caller's buffer only if they fit; otherwise ERANGE, as listxattr(2).
+ */
+#define DSTOR_XATTR_LIST_BUFFER_BYTES (65536 + 256)
 
 FUSE_METHOD(listxattr, 2, 1, (const char *path, char *list, size_t size), {
   l->path = path;
@@ -527,9 +539,22 @@ FUSE_METHOD(listxattr, 2, 1, (const char *path, char *list, size_t size), {
   l->size = size;
 }, {
   napi_create_string_utf8(env, l->path, NAPI_AUTO_LENGTH, &(argv[2]));
-  napi_create_external_buffer(env, l->size, l->list, NULL, NULL, &(argv[3]));
+  l->xattr_list = l->size > 0 ? malloc(DSTOR_XATTR_LIST_BUFFER_BYTES) : NULL;
+  if (l->xattr_list != NULL) {
+    napi_create_external_buffer(env, DSTOR_XATTR_LIST_BUFFER_BYTES, l->xattr_list, NULL, NULL, &(argv[3]));
+  } else {
+    napi_create_external_buffer(env, 0, l->list, NULL, NULL, &(argv[3]));
+  }
 }, {
   if (IS_ARRAY_BUFFER_DETACH_SUPPORTED == 1) assert(napi_detach_arraybuffer(env, argv[2]) == napi_ok);
+  if (l->xattr_list != NULL) {
+    if (res > 0 && (size_t) res > l->size) res = -ERANGE;
+    else if (res > 0) memcpy(l->list, l->xattr_list, (size_t) res);
+    free(l->xattr_list);
+    l->xattr_list = NULL;
+  } else if (l->size > 0 && res >= 0) {
+    res = -ENOMEM;
+  }
 })
 
 FUSE_METHOD_VOID(removexattr, 2, 0, (const char *path, const char *name), {

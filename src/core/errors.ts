@@ -59,7 +59,10 @@ export type DstorErrorCode =
   | "SNAPSHOT_STALE"
   // drive
   | "READ_ONLY"
-  | "NOT_PERMITTED";
+  | "NOT_PERMITTED"
+  | "NO_SUCH_ATTRIBUTE"
+  | "NOT_SUPPORTED"
+  | "TOO_LARGE";
 
 /** Options accepted by {@link DstorError}. */
 export interface DstorErrorOptions {

@@ -50,6 +50,8 @@ export interface DriveMetadata {
   symlink(path: string, target: string): Promise<InodeRecord>;
   readlink(path: string): Promise<string>;
   setattr(path: string, attrs: { mode?: number | undefined; mtimeMs?: number | undefined }): Promise<InodeRecord>;
+  setxattr(path: string, name: string, value: Uint8Array, options?: { create?: boolean; replace?: boolean }): Promise<InodeRecord>;
+  removexattr(path: string, name: string): Promise<InodeRecord>;
 }
 
 /** The data operations the drive needs (satisfied by `Renter`). */
@@ -120,6 +122,11 @@ interface Handle {
  */
 export const BACKGROUND_UPLOADS_MAX = 2;
 
+/** Extended attributes are kept in this namespace only (the others are the kernel's, ACLs' and security modules'). */
+const XATTR_STORED_PREFIX = "user.";
+/** setxattr flags. */
+const XATTR_CREATE = 1;
+const XATTR_REPLACE = 2;
 const O_ACCMODE = 3;
 const O_TRUNC = 0o1000;
 const STATFS_DEFAULT_CAPACITY_BYTES = 1024 ** 5;
@@ -422,6 +429,67 @@ export class Drive {
     await this.getattr(path);
     const keeps = (want: number, have: number): boolean => want === -1 || want === 0xffffffff || want === have;
     if (!keeps(uid, this.uid) || !keeps(gid, this.gid)) throw new DstorError("NOT_PERMITTED", "the drive does not store file ownership");
+  }
+
+  // ------------------------------------------------------------ xattrs
+
+  /**
+   * Extended attributes live in the node's metadata record (`user.` names
+   * only), so they need the file committed: a staged file metadata does not
+   * know yet is uploaded first (as fsync would). A rewrite of the content
+   * keeps them (MetadataDb.commitFile carries them over).
+   */
+  async #committed(p: string): Promise<void> {
+    const item = this.#items.get(p);
+    if (item === undefined || item.uploaded >= 0) return;
+    try {
+      await this.#meta.lookup(p);
+      return;
+    } catch (error) {
+      if (!isDstorError(error, "NO_SUCH_FILE")) throw error;
+    }
+    await this.#upload(item);
+  }
+
+  /** The record attributes are read from, or undefined for a staged file metadata does not know yet (it has none). */
+  async #xattrRecord(p: string): Promise<InodeRecord | undefined> {
+    try {
+      return await this.#meta.lookup(p);
+    } catch (error) {
+      if (isDstorError(error, "NO_SUCH_FILE") && this.#items.has(p)) return undefined;
+      throw error;
+    }
+  }
+
+  /** The value of extended attribute `name` (`NO_SUCH_ATTRIBUTE` when unset; names outside `user.` are never set). */
+  async getxattr(path: string, name: string): Promise<Buffer> {
+    const p = norm(path);
+    const value = (await this.#xattrRecord(p))?.xattrs?.[name];
+    if (value === undefined || !name.startsWith(XATTR_STORED_PREFIX)) throw new DstorError("NO_SUCH_ATTRIBUTE", `${p} has no attribute ${name}`);
+    return Buffer.from(value, "base64");
+  }
+
+  /** Names of the extended attributes set on `path`. */
+  async listxattr(path: string): Promise<string[]> {
+    return Object.keys((await this.#xattrRecord(norm(path)))?.xattrs ?? {});
+  }
+
+  /** Sets extended attribute `name` (`user.` only: others are `NOT_SUPPORTED`); `flags` as setxattr(2). */
+  async setxattr(path: string, name: string, value: Uint8Array, flags: number): Promise<void> {
+    this.#writable();
+    const p = norm(path);
+    if (!name.startsWith(XATTR_STORED_PREFIX)) throw new DstorError("NOT_SUPPORTED", `the drive stores only ${XATTR_STORED_PREFIX}* attributes`);
+    await this.#committed(p);
+    await this.#meta.setxattr(p, name, value, { create: (flags & XATTR_CREATE) !== 0, replace: (flags & XATTR_REPLACE) !== 0 });
+  }
+
+  /** Removes extended attribute `name`. */
+  async removexattr(path: string, name: string): Promise<void> {
+    this.#writable();
+    const p = norm(path);
+    if (!name.startsWith(XATTR_STORED_PREFIX)) throw new DstorError("NOT_SUPPORTED", `the drive stores only ${XATTR_STORED_PREFIX}* attributes`);
+    if ((await this.#xattrRecord(p)) === undefined) throw new DstorError("NO_SUCH_ATTRIBUTE", `${p} has no attribute ${name}`);
+    await this.#meta.removexattr(p, name);
   }
 
   /** Free bytes for statfs: the network's figure (cached, see {@link STATFS_REFRESH_MS}) or the fixed one. */

@@ -150,6 +150,14 @@ export function fuseOperations(drive: Drive, logger: Logger): Record<string, unk
     chown: (path: string, uid: number, gid: number, cb: Cb) => run("chown", META_OP_DEADLINE_MS, cb, () => drive.chown(path, uid, gid), ok(cb)),
     utimens: (path: string, _atime: number, mtime: number, cb: Cb) => run("utimens", META_OP_DEADLINE_MS, cb, () => drive.utimens(path, Number(mtime)), ok(cb)),
     statfs: (_path: string, cb: Cb) => run("statfs", META_OP_DEADLINE_MS, cb, (signal) => drive.statfs({ signal }), (figures) => cb(0, figures), true),
+    getxattr: (path: string, name: string, _position: number, cb: Cb) => run("getxattr", META_OP_DEADLINE_MS, cb, () => drive.getxattr(path, name), (value) => cb(0, value)),
+    listxattr: (path: string, cb: Cb) => run("listxattr", META_OP_DEADLINE_MS, cb, () => drive.listxattr(path), (names) => cb(0, names)),
+    // `value` is the kernel's memory, detached once answered: copied before anything waits.
+    setxattr: (path: string, name: string, value: Buffer, _position: number, flags: number, cb: Cb) => {
+      const copy = Buffer.from(value);
+      run("setxattr", UPLOAD_OP_DEADLINE_MS, cb, () => drive.setxattr(path, name, copy, flags), ok(cb));
+    },
+    removexattr: (path: string, name: string, cb: Cb) => run("removexattr", META_OP_DEADLINE_MS, cb, () => drive.removexattr(path, name), ok(cb)),
     // fuse-native passes (target, linkPath).
     symlink: (target: string, path: string, cb: Cb) => run("symlink", META_OP_DEADLINE_MS, cb, () => drive.symlink(target, path), ok(cb)),
     readlink: (path: string, cb: Cb) => run("readlink", META_OP_DEADLINE_MS, cb, () => drive.readlink(path), (target) => cb(0, target)),
@@ -258,6 +266,7 @@ export async function mountDrive(drive: Drive, mountpoint: string, init: MountIn
       fsync: UPLOAD_OP_DEADLINE_MS + backstop,
       truncate: UPLOAD_OP_DEADLINE_MS + backstop,
       unlink: UPLOAD_OP_DEADLINE_MS + backstop,
+      setxattr: UPLOAD_OP_DEADLINE_MS + backstop,
       rename: UPLOAD_OP_DEADLINE_MS + backstop,
     },
   });

@@ -43,7 +43,7 @@ import { Level } from "level";
 import { DstorError } from "../core/errors.js";
 import { type Logger, silentLogger } from "../core/logging.js";
 import type { DirEntry, FarmerRecord, InodeRecord, PieceRef, SegmentMeta, StoredFile } from "./types.js";
-import { ROOT_INODE, SYMLINK_TARGET_MAX_BYTES } from "./types.js";
+import { ROOT_INODE, SYMLINK_TARGET_MAX_BYTES, XATTR_NAME_MAX_BYTES, XATTR_TOTAL_MAX_BYTES, XATTR_VALUE_MAX_BYTES } from "./types.js";
 
 type Value = InodeRecord | SegmentMeta | FarmerRecord | PieceRef | { inode: number } | { next: number };
 type BatchOp = { type: "put"; key: string; value: Value } | { type: "del"; key: string };
@@ -356,6 +356,45 @@ export class MetadataDb {
     });
   }
 
+  /**
+   * Sets extended attribute `name` of the node at `path` (read-modify-write
+   * under the mutex, like setattr). `create`: `FILE_EXISTS` if it is set;
+   * `replace`: `NO_SUCH_ATTRIBUTE` if it is not (setxattr's XATTR_CREATE /
+   * XATTR_REPLACE). `TOO_LARGE` beyond {@link XATTR_VALUE_MAX_BYTES},
+   * `DISK_FULL` when the node's attributes would pass {@link XATTR_TOTAL_MAX_BYTES}.
+   * Only the `user.` namespace is stored: the caller checks names.
+   */
+  setxattr(path: string, name: string, value: Uint8Array, options: { create?: boolean; replace?: boolean } = {}): Promise<InodeRecord> {
+    return this.#write(async () => {
+      if (Buffer.byteLength(name) > XATTR_NAME_MAX_BYTES || name.length === 0) throw new DstorError("INVALID_ARGUMENT", `an attribute name is 1 to ${XATTR_NAME_MAX_BYTES} bytes`);
+      if (value.byteLength > XATTR_VALUE_MAX_BYTES) throw new DstorError("TOO_LARGE", `an attribute value is at most ${XATTR_VALUE_MAX_BYTES} bytes`);
+      const record = await this.lookup(path);
+      const has = record.xattrs !== undefined && Object.hasOwn(record.xattrs, name);
+      if (options.create && has) throw new DstorError("FILE_EXISTS", `${normalizePath(path)} already has attribute ${name}`);
+      if (options.replace && !has) throw new DstorError("NO_SUCH_ATTRIBUTE", `${normalizePath(path)} has no attribute ${name}`);
+      const xattrs = { ...record.xattrs, [name]: Buffer.from(value).toString("base64") };
+      let total = 0;
+      for (const [n, v] of Object.entries(xattrs)) total += Buffer.byteLength(n) + Buffer.byteLength(v, "base64");
+      if (total > XATTR_TOTAL_MAX_BYTES) throw new DstorError("DISK_FULL", `${normalizePath(path)}: extended attributes are limited to ${XATTR_TOTAL_MAX_BYTES} bytes per file`);
+      const next: InodeRecord = { ...record, xattrs };
+      await this.#batch([{ type: "put", key: inodeKey(record.inode), value: next }]);
+      return next;
+    });
+  }
+
+  /** Removes extended attribute `name` of the node at `path`; `NO_SUCH_ATTRIBUTE` if it is not set. */
+  removexattr(path: string, name: string): Promise<InodeRecord> {
+    return this.#write(async () => {
+      const record = await this.lookup(path);
+      if (record.xattrs === undefined || !Object.hasOwn(record.xattrs, name)) throw new DstorError("NO_SUCH_ATTRIBUTE", `${normalizePath(path)} has no attribute ${name}`);
+      const { [name]: _removed, ...rest } = record.xattrs;
+      const next: InodeRecord = { ...record, xattrs: Object.keys(rest).length === 0 ? undefined : rest };
+      if (next.xattrs === undefined) delete next.xattrs;
+      await this.#batch([{ type: "put", key: inodeKey(record.inode), value: next }]);
+      return next;
+    });
+  }
+
   /** Ops that drop a file's segments and move its pieces to the pending-delete set. */
   async #dropFileOps(record: InodeRecord, ops: BatchOp[]): Promise<SegmentMeta[]> {
     const segments = (await this.#scan<SegmentMeta>(segmentPrefix(record.inode))).map(([, s]) => s);
@@ -397,6 +436,8 @@ export class MetadataDb {
         mtimeMs: stored.mtimeMs ?? Date.now(),
         size: stored.size,
         file: { ...stored.content, segmentCount: stored.segments.length },
+        // Rewriting a file's content keeps its extended attributes (the drive uploads a changed file this way).
+        ...(existing?.xattrs === undefined ? {} : { xattrs: existing.xattrs }),
       };
       ops.push({ type: "put", key: inodeKey(inode), value: record });
       ops.push({ type: "put", key: direntKey(parent.inode, name), value: { inode } });

@@ -273,3 +273,34 @@ test("statfs reports the network's capacity, asks at most once per refresh perio
   const fixed = new Drive({ metadata: meta, data, staging, cache: new SegmentCache({ maxBytes: 1 << 20 }), capacityBytes: 5 * 1024 ** 2 });
   assert.equal((await fixed.statfs()).blocks, 5);
 });
+
+test("xattrs: user.* kept in the metadata record, carried over by a rewrite, ENOTSUP elsewhere; a staged file is committed first", async (t) => {
+  const { drive, meta, data } = await setup(t);
+  const fd = await drive.create("/f", 0o644);
+  await drive.write(fd, Buffer.from("one"), 3, 0);
+  await assert.rejects(drive.getxattr("/f", "user.a"), code("NO_SUCH_ATTRIBUTE"));
+  assert.deepEqual(await drive.listxattr("/f"), []);
+  await drive.setxattr("/f", "user.a", Buffer.from("v1"), 0);
+  assert.equal(data.puts, 1, "the staged file was committed to hold the attribute");
+  await drive.write(fd, Buffer.from("two"), 3, 3);
+  await drive.fsync(fd);
+  await drive.release(fd);
+  assert.equal((await drive.getxattr("/f", "user.a")).toString(), "v1", "the rewrite kept it");
+  assert.deepEqual(await drive.listxattr("/f"), ["user.a"]);
+  await assert.rejects(drive.setxattr("/f", "user.a", Buffer.from("x"), 1), code("FILE_EXISTS"));
+  await assert.rejects(drive.setxattr("/f", "user.b", Buffer.from("x"), 2), code("NO_SUCH_ATTRIBUTE"));
+  await assert.rejects(drive.setxattr("/f", "security.x", Buffer.from("x"), 0), code("NOT_SUPPORTED"));
+  await assert.rejects(drive.removexattr("/f", "trusted.x"), code("NOT_SUPPORTED"));
+  await assert.rejects(drive.getxattr("/f", "security.capability"), code("NO_SUCH_ATTRIBUTE"));
+  await assert.rejects(drive.setxattr("/f", "user.big", Buffer.alloc(64 * 1024 + 1), 0), code("TOO_LARGE"));
+  await drive.rename("/f", "/g");
+  assert.equal((await drive.getxattr("/g", "user.a")).toString(), "v1", "a rename carries them");
+  await drive.removexattr("/g", "user.a");
+  await assert.rejects(drive.removexattr("/g", "user.a"), code("NO_SUCH_ATTRIBUTE"));
+  assert.equal((await meta.lookup("/g")).xattrs, undefined, "the last one removed leaves no empty map");
+  await drive.mkdir("/d", 0o755);
+  await drive.setxattr("/d", "user.dir", Buffer.from(""), 0);
+  assert.equal((await drive.getxattr("/d", "user.dir")).length, 0);
+  assert.equal(toErrno(new DstorError("NO_SUCH_ATTRIBUTE", "x")), -E.ENODATA);
+  assert.equal(toErrno(new DstorError("NOT_SUPPORTED", "x")), -E.ENOTSUP);
+});
