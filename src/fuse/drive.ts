@@ -123,7 +123,7 @@ interface Handle {
 export const BACKGROUND_UPLOADS_MAX = 2;
 
 /** Extended attributes are kept in this namespace only (the others are the kernel's, ACLs' and security modules'). */
-const XATTR_STORED_PREFIX = "user.";
+export const XATTR_STORED_PREFIX = "user.";
 /** setxattr flags. */
 const XATTR_CREATE = 1;
 const XATTR_REPLACE = 2;

@@ -14,7 +14,7 @@ import { promisify } from "node:util";
 import { raceSignal } from "../core/abort.js";
 import { DstorError } from "../core/errors.js";
 import { type Logger, silentLogger } from "../core/logging.js";
-import type { Drive, DriveAttr } from "./drive.js";
+import { type Drive, type DriveAttr, XATTR_STORED_PREFIX } from "./drive.js";
 import { toErrno } from "./errno.js";
 import { loadFuseNative } from "./native-fuse.js";
 
@@ -92,6 +92,8 @@ function toStat(a: DriveAttr, uid: number, gid: number): Record<string, unknown>
   };
 }
 
+const NO_SUCH_ATTRIBUTE_ERRNO = toErrno(new DstorError("NO_SUCH_ATTRIBUTE", "the drive stores only user.* attributes"));
+
 /** Builds the fuse-native operation table for `drive`. */
 export function fuseOperations(drive: Drive, logger: Logger): Record<string, unknown> {
   /**
@@ -150,7 +152,9 @@ export function fuseOperations(drive: Drive, logger: Logger): Record<string, unk
     chown: (path: string, uid: number, gid: number, cb: Cb) => run("chown", META_OP_DEADLINE_MS, cb, () => drive.chown(path, uid, gid), ok(cb)),
     utimens: (path: string, _atime: number, mtime: number, cb: Cb) => run("utimens", META_OP_DEADLINE_MS, cb, () => drive.utimens(path, Number(mtime)), ok(cb)),
     statfs: (_path: string, cb: Cb) => run("statfs", META_OP_DEADLINE_MS, cb, (signal) => drive.statfs({ signal }), (figures) => cb(0, figures), true),
-    getxattr: (path: string, name: string, _position: number, cb: Cb) => run("getxattr", META_OP_DEADLINE_MS, cb, () => drive.getxattr(path, name), (value) => cb(0, value)),
+    // The kernel asks for security.capability before every write(2) on FUSE: names the drive never stores are answered at once.
+    getxattr: (path: string, name: string, _position: number, cb: Cb) =>
+      name.startsWith(XATTR_STORED_PREFIX) ? run("getxattr", META_OP_DEADLINE_MS, cb, () => drive.getxattr(path, name), (value) => cb(0, value)) : cb(NO_SUCH_ATTRIBUTE_ERRNO),
     listxattr: (path: string, cb: Cb) => run("listxattr", META_OP_DEADLINE_MS, cb, () => drive.listxattr(path), (names) => cb(0, names)),
     // `value` is the kernel's memory, detached once answered: copied before anything waits.
     setxattr: (path: string, name: string, value: Buffer, _position: number, flags: number, cb: Cb) => {
