@@ -410,18 +410,27 @@ export class Drive {
    * Sets attributes: in metadata for a clean file (one batch, no upload); in
    * the journal record of a staged one, whose upload carries them (or, if its
    * content is already committed, in metadata too).
+   *
+   * It does not wait for an upload in progress: tar x, cp -a and rsync set
+   * modes and times right after close, while the background upload of that
+   * file runs, and waiting made every extracted file cost a whole upload.
+   * A running upload commits the record as it is when its put ends (#upload
+   * compares it with what it started with); content already committed gets
+   * the change in metadata here. Both are decided in the same synchronous
+   * step as the record change, and the journal write is queued in it too, so
+   * a discard that starts later waits for it.
    */
   async #setattr(p: string, attrs: { mode?: number; mtimeMs?: number }): Promise<void> {
-    // An upload in progress ends first (it may take the item out of staging).
-    await this.#items.get(p)?.chain;
     const item = this.#items.get(p);
     if (item === undefined) {
       await this.#meta.setattr(p, attrs);
       return;
     }
     Object.assign(item.staging.record, attrs);
-    await this.#staging.writeRecord(item.staging, { durable: false });
-    if (item.generation === item.uploaded) await this.#meta.setattr(p, attrs);
+    const committed = item.generation === item.uploaded;
+    const journal = this.#staging.writeRecord(item.staging, { durable: false });
+    if (committed) await this.#meta.setattr(p, attrs);
+    await journal;
   }
 
   /** Changes permission bits. */

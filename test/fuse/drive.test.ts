@@ -304,3 +304,33 @@ test("xattrs: user.* kept in the metadata record, carried over by a rewrite, ENO
   assert.equal(toErrno(new DstorError("NO_SUCH_ATTRIBUTE", "x")), -E.ENODATA);
   assert.equal(toErrno(new DstorError("NOT_SUPPORTED", "x")), -E.ENOTSUP);
 });
+
+test("utimens and chmod right after close do not wait for the file's background upload, and that upload commits them", async (t) => {
+  const { drive, meta, data } = await setup(t);
+  let open!: () => void;
+  const gate = new Promise<void>((resolve) => (open = resolve));
+  const put = data.put.bind(data);
+  data.put = async (...args: Parameters<typeof data.put>) => {
+    await gate;
+    return put(...args);
+  };
+  const fd = await drive.create("/t.txt", 0o644);
+  await drive.write(fd, Buffer.from("tar member"), 10, 0);
+  await drive.flush(fd);
+  await drive.release(fd); // starts the background upload, held at the gate
+  const when = Date.parse("2020-01-02T03:04:05Z");
+  const answered = await Promise.race([
+    Promise.all([drive.utimens("/t.txt", when), drive.chmod("/t.txt", 0o600)]).then(() => "answered"),
+    new Promise((resolve) => setTimeout(() => resolve("waited"), 2_000)),
+  ]);
+  assert.equal(answered, "answered", "setting attributes did not wait for the upload");
+  assert.equal((await drive.getattr("/t.txt")).mtimeMs, when);
+  open();
+  await drive.drain();
+  const record = await meta.lookup("/t.txt");
+  assert.equal(record.mtimeMs, when, "the upload committed the time set while it ran");
+  assert.equal(record.mode, 0o600);
+  assert.equal(drive.pending, 0);
+  await drive.utimens("/t.txt", when + 1000);
+  assert.equal((await meta.lookup("/t.txt")).mtimeMs, when + 1000, "a clean file: straight to metadata");
+});
