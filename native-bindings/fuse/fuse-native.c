@@ -18,6 +18,11 @@
 #include <sys/wait.h>
 #include <pthread.h>
 
+/* dstor: for the request channel below. */
+#include <errno.h>
+#include <sys/uio.h>
+#include <fuse_kernel.h>
+
 static int IS_ARRAY_BUFFER_DETACH_SUPPORTED = 0;
 
 napi_status napi_detach_arraybuffer(napi_env env, napi_value buf);
@@ -160,6 +165,7 @@ typedef struct {
   int32_t res;
 
   // Extended attributes
+  char *xattr_list; /* dstor: see listxattr */
   const char *name;
   const char *value;
   char *list;
@@ -512,9 +518,20 @@ FUSE_METHOD(getxattr, 4, 1, (const char *path, const char *name, char *value, si
   napi_create_uint32(env, 0, &(argv[5]));
 }, {
   if (IS_ARRAY_BUFFER_DETACH_SUPPORTED == 1) assert(napi_detach_arraybuffer(env, argv[2]) == napi_ok);
+  /* dstor: fuse-native's JavaScript answers the value's full length even when the buffer is smaller; getxattr(2) says ERANGE. */
+  if (res > 0 && l->size > 0 && (size_t) res > l->size) res = -ERANGE;
 })
 
 #endif
+
+/*
+ * dstor: fuse-native's JavaScript writes the names into the buffer with
+ * Buffer.write, which throws (and takes the mount down) once a name starts
+ * past the end of a buffer that is too small. So JavaScript gets a buffer
+ * that holds any list (XATTR_LIST_MAX plus a name), and the names are copied
+ * into the caller's buffer only if they fit; otherwise ERANGE, as listxattr(2).
+ */
+#define DSTOR_XATTR_LIST_BUFFER_BYTES (65536 + 256)
 
 FUSE_METHOD(listxattr, 2, 1, (const char *path, char *list, size_t size), {
   l->path = path;
@@ -522,9 +539,22 @@ FUSE_METHOD(listxattr, 2, 1, (const char *path, char *list, size_t size), {
   l->size = size;
 }, {
   napi_create_string_utf8(env, l->path, NAPI_AUTO_LENGTH, &(argv[2]));
-  napi_create_external_buffer(env, l->size, l->list, NULL, NULL, &(argv[3]));
+  l->xattr_list = l->size > 0 ? malloc(DSTOR_XATTR_LIST_BUFFER_BYTES) : NULL;
+  if (l->xattr_list != NULL) {
+    napi_create_external_buffer(env, DSTOR_XATTR_LIST_BUFFER_BYTES, l->xattr_list, NULL, NULL, &(argv[3]));
+  } else {
+    napi_create_external_buffer(env, 0, l->list, NULL, NULL, &(argv[3]));
+  }
 }, {
   if (IS_ARRAY_BUFFER_DETACH_SUPPORTED == 1) assert(napi_detach_arraybuffer(env, argv[2]) == napi_ok);
+  if (l->xattr_list != NULL) {
+    if (res > 0 && (size_t) res > l->size) res = -ERANGE;
+    else if (res > 0) memcpy(l->list, l->xattr_list, (size_t) res);
+    free(l->xattr_list);
+    l->xattr_list = NULL;
+  } else if (l->size > 0 && res >= 0) {
+    res = -ENOMEM;
+  }
 })
 
 FUSE_METHOD_VOID(removexattr, 2, 0, (const char *path, const char *name), {
@@ -780,12 +810,94 @@ static fuse_thread_locals_t* get_thread_locals () {
   return l;
 }
 
+/*
+ * dstor: the request channel. libfuse 2.9's high-level setattr calls the
+ * utimens operation only when one SETATTR request sets BOTH times; one that
+ * sets the modification time alone (utimensat with atime = UTIME_OMIT: `touch
+ * -m`, tar x, rsync --times on files it did not just write) was answered
+ * "done" without reaching JavaScript. The session reads requests through
+ * this channel instead of libfuse's own kernel channel (same device fd,
+ * same read/writev and error handling as libfuse's fuse_kern_chan_*), which
+ * rewrites such a request to set the access time too, to the same value:
+ * the drive keeps no access time, so nothing else changes. A request that
+ * sets the size as well (truncate, O_TRUNC: the kernel adds "mtime = now")
+ * is left alone: the truncate itself sets the mtime. An atime-only request
+ * stays dropped, which is right for a drive without access times.
+ * DSTOR_FUSE_TRACE_SETATTR=1 prints each SETATTR's `valid` bits to stderr.
+ */
+static int dstor_trace_setattr = 0;
+
+static void dstor_fix_setattr (char *buf, size_t len) {
+  if (len < sizeof(struct fuse_in_header) + sizeof(struct fuse_setattr_in)) return;
+  struct fuse_in_header *in = (struct fuse_in_header *) buf;
+  if (in->opcode != FUSE_SETATTR) return;
+  struct fuse_setattr_in *arg = (struct fuse_setattr_in *) (buf + sizeof(struct fuse_in_header));
+  if (dstor_trace_setattr) fprintf(stderr, "dstor-fuse: SETATTR valid=0x%x\n", arg->valid);
+  if ((arg->valid & (FATTR_ATIME | FATTR_MTIME | FATTR_SIZE)) != FATTR_MTIME) return;
+  arg->valid |= FATTR_ATIME;
+  if (arg->valid & FATTR_MTIME_NOW) arg->valid |= FATTR_ATIME_NOW;
+  arg->atime = arg->mtime;
+  arg->atimensec = arg->mtimensec;
+}
+
+static int dstor_chan_receive (struct fuse_chan **chp, char *buf, size_t size) {
+  struct fuse_chan *ch = *chp;
+  struct fuse_session *se = fuse_chan_session(ch);
+  ssize_t res;
+  int err;
+restart:
+  res = read(fuse_chan_fd(ch), buf, size);
+  err = errno;
+  if (fuse_session_exited(se)) return 0;
+  if (res == -1) {
+    /* ENOENT: the request was interrupted, safe to restart; ENODEV: unmounted. */
+    if (err == ENOENT) goto restart;
+    if (err == ENODEV) {
+      fuse_session_exit(se);
+      return 0;
+    }
+    if (err != EINTR && err != EAGAIN) perror("fuse: reading device");
+    return -err;
+  }
+  if ((size_t) res < sizeof(struct fuse_in_header)) {
+    fprintf(stderr, "short read on fuse device\n");
+    return -EIO;
+  }
+  dstor_fix_setattr(buf, (size_t) res);
+  return (int) res;
+}
+
+static int dstor_chan_send (struct fuse_chan *ch, const struct iovec iov[], size_t count) {
+  if (iov) {
+    ssize_t res = writev(fuse_chan_fd(ch), iov, count);
+    int err = errno;
+    if (res == -1) {
+      struct fuse_session *se = fuse_chan_session(ch);
+      /* ENOENT: the request was interrupted. */
+      if (!fuse_session_exited(se) && err != ENOENT) perror("fuse: writing device");
+      return -err;
+    }
+  }
+  return 0;
+}
+
+/* The device fd belongs to the kernel channel (ft->ch), which fuse_unmount closes. */
+static void dstor_chan_destroy (struct fuse_chan *ch) {
+  (void) ch;
+}
+
+static struct fuse_chan_ops dstor_chan_ops = {
+  .receive = dstor_chan_receive,
+  .send = dstor_chan_send,
+  .destroy = dstor_chan_destroy,
+};
+
 static void* start_fuse_thread (void *data) {
   fuse_thread_t *ft = (fuse_thread_t *) data;
   fuse_loop_mt(ft->fuse);
 
+  /* dstor: ft->ch (the kernel channel) is not in the session; fuse_unmount frees it, fuse_destroy the session's channel. */
   fuse_unmount(ft->mnt, ft->ch);
-  fuse_session_remove_chan(ft->ch);
   fuse_destroy(ft->fuse);
 
   return NULL;
@@ -861,7 +973,16 @@ NAPI_METHOD(fuse_native_mount) {
     return NULL;
   }
 
-  struct fuse *fuse = fuse_new(ch, &args, &ops, sizeof(struct fuse_operations), ft);
+  /* dstor: the session reads through dstor_chan_ops (see above). */
+  const char *trace = getenv("DSTOR_FUSE_TRACE_SETATTR");
+  dstor_trace_setattr = trace != NULL && strcmp(trace, "1") == 0;
+  struct fuse_chan *session_ch = fuse_chan_new(&dstor_chan_ops, fuse_chan_fd(ch), fuse_chan_bufsize(ch), NULL);
+  if (session_ch == NULL) {
+    fuse_unmount(mnt, ch);
+    napi_throw_error(env, "fuse failed", "fuse failed");
+    return NULL;
+  }
+  struct fuse *fuse = fuse_new(session_ch, &args, &ops, sizeof(struct fuse_operations), ft);
 
   uv_mutex_init(&(ft->mut));
   uv_sem_init(&(ft->sem), 0);

@@ -18,8 +18,11 @@
  * 2/3/3/4, one `dstor mount` child process (the bench never serves its own
  * mount). Targets from the issue: warm read ≥ 0.3×, create-stat ≥ 0.1× local.
  *
- * Usage: node dist/scripts/bench/fuse.js [--quick]   (or DSTOR_BENCH_QUICK=1:
- * 64 MiB and 1000 files instead of 1 GiB and 10 000, for busy machines)
+ * Usage: node dist/scripts/bench/fuse.js [--quick] [--only NAME,…]
+ *   --quick (or DSTOR_BENCH_QUICK=1): 64 MiB and 1000 files instead of 1 GiB
+ *   and 10 000, for busy machines.
+ *   --only: run only the named lines (e.g. `--only create-stat-10k-files`);
+ *   the read lines write the file they read first.
  */
 import "../../src/core/v8-flags.js";
 import { execFile } from "node:child_process";
@@ -42,6 +45,9 @@ const FILE_COUNT = quick ? 1_000 : 10_000;
 const RANDOM_READS = quick ? 500 : 2_000;
 const FARMERS = 4;
 const WRITE_CHUNK_BYTES = MIB;
+const ONLY_AT = process.argv.indexOf("--only");
+const ONLY = ONLY_AT === -1 ? undefined : new Set((process.argv[ONLY_AT + 1] ?? "").split(","));
+const wanted = (...names: string[]): boolean => ONLY === undefined || names.some((n) => ONLY.has(n));
 
 /** Writes FILE_BYTES of `data` (repeated) to `path` and fsyncs; returns ms. */
 async function seqWrite(path: string, block: Uint8Array): Promise<number> {
@@ -159,44 +165,53 @@ async function main(): Promise<void> {
     await fh.sync();
     await fh.close();
 
-    const block = new Uint8Array(randomBytes(WRITE_CHUNK_BYTES));
-    const sizes = { bytes: FILE_BYTES };
-    const localWrite = await seqWrite(join(local, "big.bin"), block);
-    const driveWrite = await seqWrite(join(mnt, "big.bin"), block);
-    line("seq-write-1GiB", "MBps", mbps(FILE_BYTES, driveWrite), mbps(FILE_BYTES, localWrite), sizes);
+    if (wanted("seq-write-1GiB", "seq-read-1GiB-cold", "seq-read-1GiB-warm", "rand-read-4KiB")) {
+      const block = new Uint8Array(randomBytes(WRITE_CHUNK_BYTES));
+      const sizes = { bytes: FILE_BYTES };
+      const localWrite = await seqWrite(join(local, "big.bin"), block);
+      const driveWrite = await seqWrite(join(mnt, "big.bin"), block);
+      line("seq-write-1GiB", "MBps", mbps(FILE_BYTES, driveWrite), mbps(FILE_BYTES, localWrite), sizes);
 
-    const baselineCold = await dropPageCache();
-    const localCold = await seqRead(join(local, "big.bin"));
-    await m.stop();
-    m = await spawnMount(mnt, args, mounts);
-    const driveCold = await seqRead(join(mnt, "big.bin"));
-    line("seq-read-1GiB-cold", "MBps", mbps(FILE_BYTES, driveCold), mbps(FILE_BYTES, localCold), { ...sizes, baselineCold });
+      if (wanted("seq-read-1GiB-cold", "seq-read-1GiB-warm", "rand-read-4KiB")) {
+        const baselineCold = await dropPageCache();
+        const localCold = await seqRead(join(local, "big.bin"));
+        await m.stop();
+        m = await spawnMount(mnt, args, mounts);
+        const driveCold = await seqRead(join(mnt, "big.bin"));
+        line("seq-read-1GiB-cold", "MBps", mbps(FILE_BYTES, driveCold), mbps(FILE_BYTES, localCold), { ...sizes, baselineCold });
 
-    const localWarm = await seqRead(join(local, "big.bin"));
-    const driveWarm = await seqRead(join(mnt, "big.bin"));
-    line("seq-read-1GiB-warm", "MBps", mbps(FILE_BYTES, driveWarm), mbps(FILE_BYTES, localWarm), sizes);
+        const localWarm = await seqRead(join(local, "big.bin"));
+        const driveWarm = await seqRead(join(mnt, "big.bin"));
+        line("seq-read-1GiB-warm", "MBps", mbps(FILE_BYTES, driveWarm), mbps(FILE_BYTES, localWarm), sizes);
 
-    const localRand = await randRead(join(local, "big.bin"));
-    const driveRand = await randRead(join(mnt, "big.bin"));
-    line("rand-read-4KiB", "opsPerSec", RANDOM_READS / (driveRand / 1000), RANDOM_READS / (localRand / 1000), { reads: RANDOM_READS });
+        const localRand = await randRead(join(local, "big.bin"));
+        const driveRand = await randRead(join(mnt, "big.bin"));
+        line("rand-read-4KiB", "opsPerSec", RANDOM_READS / (driveRand / 1000), RANDOM_READS / (localRand / 1000), { reads: RANDOM_READS });
+      }
+    }
 
-    const localFiles = await createStat(join(local, "many"));
-    const driveFiles = await createStat(join(mnt, "many"));
-    line("create-stat-10k-files", "opsPerSec", FILE_COUNT / (driveFiles / 1000), FILE_COUNT / (localFiles / 1000), { files: FILE_COUNT });
+    if (wanted("create-stat-10k-files")) {
+      const localFiles = await createStat(join(local, "many"));
+      const driveFiles = await createStat(join(mnt, "many"));
+      line("create-stat-10k-files", "opsPerSec", FILE_COUNT / (driveFiles / 1000), FILE_COUNT / (localFiles / 1000), { files: FILE_COUNT });
+    }
 
-    const archive = join(root, "source.tar");
-    const repo = join(import.meta.dirname, "..", "..", "..");
-    await execFileAsync("tar", ["-cf", archive, "-C", repo, "src", "test", "scripts", "docs", "contracts"]);
-    const { stdout } = await execFileAsync("tar", ["-tf", archive], { maxBuffer: 16 * MIB });
-    const entries = stdout.split("\n").filter((l) => l.length > 0).length;
-    const archiveBytes = (await stat(archive)).size;
-    const localUntar = await untar(archive, join(local, "untar"));
-    const driveUntar = await untar(archive, join(mnt, "untar"));
-    line("untar-source-tree", "opsPerSec", entries / (driveUntar / 1000), entries / (localUntar / 1000), {
-      entries,
-      archiveBytes,
-      MBps: round(mbps(archiveBytes, driveUntar), 1),
-    });
+    if (wanted("untar-source-tree")) {
+
+      const archive = join(root, "source.tar");
+      const repo = join(import.meta.dirname, "..", "..", "..");
+      await execFileAsync("tar", ["-cf", archive, "-C", repo, "src", "test", "scripts", "docs", "contracts"]);
+      const { stdout } = await execFileAsync("tar", ["-tf", archive], { maxBuffer: 16 * MIB });
+      const entries = stdout.split("\n").filter((l) => l.length > 0).length;
+      const archiveBytes = (await stat(archive)).size;
+      const localUntar = await untar(archive, join(local, "untar"));
+      const driveUntar = await untar(archive, join(mnt, "untar"));
+      line("untar-source-tree", "opsPerSec", entries / (driveUntar / 1000), entries / (localUntar / 1000), {
+        entries,
+        archiveBytes,
+        MBps: round(mbps(archiveBytes, driveUntar), 1),
+      });
+    }
     await m.stop();
   } finally {
     for (const m of mounts) await m.stop().catch(() => {});

@@ -60,7 +60,10 @@ export type DstorErrorCode =
   // drive
   | "READ_ONLY"
   | "MOUNT_FAILED"
-  | "NOT_PERMITTED";
+  | "NOT_PERMITTED"
+  | "NO_SUCH_ATTRIBUTE"
+  | "NOT_SUPPORTED"
+  | "TOO_LARGE";
 
 /** Options accepted by {@link DstorError}. */
 export interface DstorErrorOptions {

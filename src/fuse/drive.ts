@@ -34,6 +34,7 @@
 import { createReadStream } from "node:fs";
 import type { SegmentCache } from "../cache/segment-cache.js";
 import type { StagingArea, StagingItem } from "../cache/staging.js";
+import { raceSignal } from "../core/abort.js";
 import { DstorError, isDstorError } from "../core/errors.js";
 import { type Logger, silentLogger } from "../core/logging.js";
 import type { DirEntry, InodeRecord, InodeType } from "../metadata/types.js";
@@ -49,6 +50,8 @@ export interface DriveMetadata {
   symlink(path: string, target: string): Promise<InodeRecord>;
   readlink(path: string): Promise<string>;
   setattr(path: string, attrs: { mode?: number | undefined; mtimeMs?: number | undefined }): Promise<InodeRecord>;
+  setxattr(path: string, name: string, value: Uint8Array, options?: { create?: boolean; replace?: boolean }): Promise<InodeRecord>;
+  removexattr(path: string, name: string): Promise<InodeRecord>;
 }
 
 /** The data operations the drive needs (satisfied by `Renter`). */
@@ -76,7 +79,13 @@ export interface DriveInit {
   staging: StagingArea;
   cache: SegmentCache;
   readOnly?: boolean;
-  /** statfs capacity in bytes (see docs/architecture.md, Drive). */
+  /**
+   * What statfs reports: bytes the network can still take from this renter
+   * (src/renter/capacity.ts). Asked at most every {@link STATFS_REFRESH_MS};
+   * without it statfs reports `capacityBytes`.
+   */
+  capacity?: (options: { signal?: AbortSignal | undefined }) => Promise<{ freeBytes: number }>;
+  /** Fixed statfs capacity in bytes when there is no `capacity` (offline, tests). */
   capacityBytes?: number;
   uid?: number;
   gid?: number;
@@ -113,13 +122,36 @@ interface Handle {
  */
 export const BACKGROUND_UPLOADS_MAX = 2;
 
+/** Extended attributes are kept in this namespace only (the others are the kernel's, ACLs' and security modules'). */
+export const XATTR_STORED_PREFIX = "user.";
+/** setxattr flags. */
+const XATTR_CREATE = 1;
+const XATTR_REPLACE = 2;
 const O_ACCMODE = 3;
 const O_TRUNC = 0o1000;
 const STATFS_DEFAULT_CAPACITY_BYTES = 1024 ** 5;
+/**
+ * How long a statfs figure from the network is reused, in ms: `df` and file
+ * managers call statfs often, and asking means reading every farmer's
+ * registry entry. A stale figure is answered at once while a fresh one is fetched.
+ */
+export const STATFS_REFRESH_MS = 60_000;
 /** statfs block size: fuse-native passes block counts as 32-bit numbers, so blocks must be large for PiB figures. */
 const STATFS_BLOCK_BYTES = 1024 * 1024;
 const UINT32_MAX = 0xffffffff;
 
+const STAGED_READ_MIN_BYTES = 16 * 1024;
+const STAGED_READ_MAX_BYTES = 1024 * 1024;
+
+/**
+ * Reads a staged file for upload in chunks of up to 1 MiB, but no larger than
+ * the file: a read stream allocates a whole chunk per read whatever the
+ * file's size, and 1 MiB per small file (two reads each) was half of the
+ * mount's CPU in create-stat (garbage collection of external memory).
+ */
+function stagedReadStream(path: string, size: number): ReturnType<typeof createReadStream> {
+  return createReadStream(path, { highWaterMark: Math.max(STAGED_READ_MIN_BYTES, Math.min(STAGED_READ_MAX_BYTES, size + 1)) });
+}
 function parentOf(path: string): string {
   const i = path.lastIndexOf("/");
   return i <= 0 ? "/" : path.slice(0, i);
@@ -140,7 +172,10 @@ export class Drive {
   readonly #cache: SegmentCache;
   readonly #log: Logger;
   readonly #readOnly: boolean;
-  readonly #capacity: number;
+  readonly #capacityBytes: number;
+  readonly #capacitySource: DriveInit["capacity"];
+  #capacityKnown: { freeBytes: number; at: number } | undefined;
+  #capacityFetch: Promise<{ freeBytes: number }> | undefined;
   readonly uid: number;
   readonly gid: number;
   readonly #items = new Map<string, OpenItem>();
@@ -156,7 +191,8 @@ export class Drive {
     this.#cache = init.cache;
     this.#log = init.logger ?? silentLogger("dstor:fuse");
     this.#readOnly = init.readOnly ?? false;
-    this.#capacity = init.capacityBytes ?? STATFS_DEFAULT_CAPACITY_BYTES;
+    this.#capacityBytes = init.capacityBytes ?? STATFS_DEFAULT_CAPACITY_BYTES;
+    this.#capacitySource = init.capacity;
     this.uid = init.uid ?? process.getuid?.() ?? 0;
     this.gid = init.gid ?? process.getgid?.() ?? 0;
   }
@@ -374,18 +410,27 @@ export class Drive {
    * Sets attributes: in metadata for a clean file (one batch, no upload); in
    * the journal record of a staged one, whose upload carries them (or, if its
    * content is already committed, in metadata too).
+   *
+   * It does not wait for an upload in progress: tar x, cp -a and rsync set
+   * modes and times right after close, while the background upload of that
+   * file runs, and waiting made every extracted file cost a whole upload.
+   * A running upload commits the record as it is when its put ends (#upload
+   * compares it with what it started with); content already committed gets
+   * the change in metadata here. Both are decided in the same synchronous
+   * step as the record change, and the journal write is queued in it too, so
+   * a discard that starts later waits for it.
    */
   async #setattr(p: string, attrs: { mode?: number; mtimeMs?: number }): Promise<void> {
-    // An upload in progress ends first (it may take the item out of staging).
-    await this.#items.get(p)?.chain;
     const item = this.#items.get(p);
     if (item === undefined) {
       await this.#meta.setattr(p, attrs);
       return;
     }
     Object.assign(item.staging.record, attrs);
-    await this.#staging.writeRecord(item.staging, { durable: false });
-    if (item.generation === item.uploaded) await this.#meta.setattr(p, attrs);
+    const committed = item.generation === item.uploaded;
+    const journal = this.#staging.writeRecord(item.staging, { durable: false });
+    if (committed) await this.#meta.setattr(p, attrs);
+    await journal;
   }
 
   /** Changes permission bits. */
@@ -407,9 +452,93 @@ export class Drive {
     if (!keeps(uid, this.uid) || !keeps(gid, this.gid)) throw new DstorError("NOT_PERMITTED", "the drive does not store file ownership");
   }
 
-  /** Capacity figures for statfs, in {@link STATFS_BLOCK_BYTES} blocks. */
-  statfs(): { bsize: number; frsize: number; blocks: number; bfree: number; bavail: number; files: number; ffree: number; favail: number; namemax: number } {
-    const blocks = Math.min(UINT32_MAX, Math.floor(this.#capacity / STATFS_BLOCK_BYTES));
+  // ------------------------------------------------------------ xattrs
+
+  /**
+   * Extended attributes live in the node's metadata record (`user.` names
+   * only), so they need the file committed: a staged file metadata does not
+   * know yet is uploaded first (as fsync would). A rewrite of the content
+   * keeps them (MetadataDb.commitFile carries them over).
+   */
+  async #committed(p: string): Promise<void> {
+    const item = this.#items.get(p);
+    if (item === undefined || item.uploaded >= 0) return;
+    try {
+      await this.#meta.lookup(p);
+      return;
+    } catch (error) {
+      if (!isDstorError(error, "NO_SUCH_FILE")) throw error;
+    }
+    await this.#upload(item);
+  }
+
+  /** The record attributes are read from, or undefined for a staged file metadata does not know yet (it has none). */
+  async #xattrRecord(p: string): Promise<InodeRecord | undefined> {
+    try {
+      return await this.#meta.lookup(p);
+    } catch (error) {
+      if (isDstorError(error, "NO_SUCH_FILE") && this.#items.has(p)) return undefined;
+      throw error;
+    }
+  }
+
+  /** The value of extended attribute `name` (`NO_SUCH_ATTRIBUTE` when unset; names outside `user.` are never set). */
+  async getxattr(path: string, name: string): Promise<Buffer> {
+    const p = norm(path);
+    const value = (await this.#xattrRecord(p))?.xattrs?.[name];
+    if (value === undefined || !name.startsWith(XATTR_STORED_PREFIX)) throw new DstorError("NO_SUCH_ATTRIBUTE", `${p} has no attribute ${name}`);
+    return Buffer.from(value, "base64");
+  }
+
+  /** Names of the extended attributes set on `path`. */
+  async listxattr(path: string): Promise<string[]> {
+    return Object.keys((await this.#xattrRecord(norm(path)))?.xattrs ?? {});
+  }
+
+  /** Sets extended attribute `name` (`user.` only: others are `NOT_SUPPORTED`); `flags` as setxattr(2). */
+  async setxattr(path: string, name: string, value: Uint8Array, flags: number): Promise<void> {
+    this.#writable();
+    const p = norm(path);
+    if (!name.startsWith(XATTR_STORED_PREFIX)) throw new DstorError("NOT_SUPPORTED", `the drive stores only ${XATTR_STORED_PREFIX}* attributes`);
+    await this.#committed(p);
+    await this.#meta.setxattr(p, name, value, { create: (flags & XATTR_CREATE) !== 0, replace: (flags & XATTR_REPLACE) !== 0 });
+  }
+
+  /** Removes extended attribute `name`. */
+  async removexattr(path: string, name: string): Promise<void> {
+    this.#writable();
+    const p = norm(path);
+    if (!name.startsWith(XATTR_STORED_PREFIX)) throw new DstorError("NOT_SUPPORTED", `the drive stores only ${XATTR_STORED_PREFIX}* attributes`);
+    if ((await this.#xattrRecord(p)) === undefined) throw new DstorError("NO_SUCH_ATTRIBUTE", `${p} has no attribute ${name}`);
+    await this.#meta.removexattr(p, name);
+  }
+
+  /** Free bytes for statfs: the network's figure (cached, see {@link STATFS_REFRESH_MS}) or the fixed one. */
+  async #freeBytes(options: { signal?: AbortSignal | undefined }): Promise<number> {
+    const source = this.#capacitySource;
+    if (source === undefined) return this.#capacityBytes;
+    const known = this.#capacityKnown;
+    if (known !== undefined && Date.now() - known.at < STATFS_REFRESH_MS) return known.freeBytes;
+    this.#capacityFetch ??= source({})
+      .then((fresh) => {
+        this.#capacityKnown = { freeBytes: fresh.freeBytes, at: Date.now() };
+        return fresh;
+      })
+      .finally(() => {
+        this.#capacityFetch = undefined;
+      });
+    const fetching = this.#capacityFetch;
+    // A stale figure now beats a wait on the chain; the first one has to be fetched.
+    if (known !== undefined) {
+      fetching.catch((error: unknown) => this.#log.warn("could not refresh the network's capacity for statfs", { error: String(error) }));
+      return known.freeBytes;
+    }
+    return (await raceSignal(fetching, options.signal)).freeBytes;
+  }
+
+  /** Capacity figures for statfs, in {@link STATFS_BLOCK_BYTES} blocks: total = free = what the network can still take. */
+  async statfs(options: { signal?: AbortSignal | undefined } = {}): Promise<{ bsize: number; frsize: number; blocks: number; bfree: number; bavail: number; files: number; ffree: number; favail: number; namemax: number }> {
+    const blocks = Math.min(UINT32_MAX, Math.floor((await this.#freeBytes(options)) / STATFS_BLOCK_BYTES));
     return { bsize: STATFS_BLOCK_BYTES, frsize: STATFS_BLOCK_BYTES, blocks, bfree: blocks, bavail: blocks, files: 1e9, ffree: 1e9, favail: 1e9, namemax: 255 };
   }
 
@@ -626,7 +755,7 @@ export class Drive {
         const { path, mode, mtimeMs } = item.staging.record;
         // Durable before an upload fsync waits for; a background upload needs only what close gave.
         await this.#staging.writeRecord(item.staging, { durable: options.durable === true });
-        await this.#data.put(path, createReadStream(item.staging.dataPath, { highWaterMark: 1024 * 1024 }), { mode, mtimeMs, signal: options.signal });
+        await this.#data.put(path, stagedReadStream(item.staging.dataPath, item.staging.record.size), { mode, mtimeMs, signal: options.signal });
         item.uploaded = generation;
         // chmod/utimens during the put changed only the record: commit them without another upload.
         const now = item.staging.record;

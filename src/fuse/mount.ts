@@ -11,10 +11,10 @@ import { execFile } from "node:child_process";
 import { readdir, readFile, stat } from "node:fs/promises";
 import { resolve } from "node:path";
 import { promisify } from "node:util";
-import { raceSignal, withDeadline } from "../core/abort.js";
+import { raceSignal } from "../core/abort.js";
 import { DstorError } from "../core/errors.js";
 import { type Logger, silentLogger } from "../core/logging.js";
-import type { Drive, DriveAttr } from "./drive.js";
+import { type Drive, type DriveAttr, XATTR_STORED_PREFIX } from "./drive.js";
 import { toErrno } from "./errno.js";
 import { loadFuseNative } from "./native-fuse.js";
 
@@ -26,6 +26,18 @@ export const META_OP_DEADLINE_MS = 30_000;
 export const READ_OP_DEADLINE_MS = 120_000;
 /** Deadline of fsync/truncate (may upload a whole file), in ms. */
 export const UPLOAD_OP_DEADLINE_MS = 600_000;
+
+/**
+ * How long the kernel may keep a lookup or getattr answer, in seconds
+ * (libfuse's default is 1 s). Safe to make long because nothing changes the
+ * tree behind the kernel's back: the metadata database is locked to this
+ * process, every change arrives as a kernel request on this mount (which
+ * drops or refreshes the entries it touches), and what the drive itself does
+ * afterwards (background uploads) changes no attribute the kernel shows.
+ * The short default made every `stat` of a file created more than a second
+ * earlier a round trip through this process.
+ */
+export const KERNEL_CACHE_TIMEOUT_S = 3600;
 
 type Cb = (errno: number, ...values: unknown[]) => void;
 
@@ -80,16 +92,53 @@ function toStat(a: DriveAttr, uid: number, gid: number): Record<string, unknown>
   };
 }
 
+const NO_SUCH_ATTRIBUTE_ERRNO = toErrno(new DstorError("NO_SUCH_ATTRIBUTE", "the drive stores only user.* attributes"));
+
 /** Builds the fuse-native operation table for `drive`. */
 export function fuseOperations(drive: Drive, logger: Logger): Record<string, unknown> {
-  // Runs `fn` under a deadline and answers the kernel exactly once.
-  const run = <T>(name: string, deadlineMs: number, cb: Cb, fn: (signal: AbortSignal) => Promise<T>, reply: (value: T) => void): void => {
-    const signal = withDeadline(undefined, deadlineMs, `FUSE ${name}`);
-    raceSignal(fn(signal), signal).then(reply, (error: unknown) => {
+  /**
+   * Runs `fn` under a deadline and answers the kernel exactly once. The
+   * deadline is one timer, cleared as soon as the work ends, and an
+   * AbortSignal is made only for operations that pass one down (`signal`):
+   * at thousands of operations a second, a controller and a 30 s timer left
+   * behind by every getattr were a large part of the mount's GC time.
+   */
+  const run = <T>(name: string, deadlineMs: number, cb: Cb, fn: (signal: AbortSignal | undefined) => Promise<T>, reply: (value: T) => void, signal = false): void => {
+    const controller = signal ? new AbortController() : undefined;
+    let answered = false;
+    const fail = (error: unknown): void => {
       const errno = toErrno(error);
       logger.debug("fuse op failed", { op: name, errno, error: String(error) });
       cb(errno);
-    });
+    };
+    const timer = setTimeout(() => {
+      if (answered) return;
+      answered = true;
+      const error = new DstorError("TIMEOUT", `FUSE ${name} did not finish within ${deadlineMs} ms`, { details: { timeoutMs: deadlineMs } });
+      controller?.abort(error);
+      fail(error);
+    }, deadlineMs);
+    timer.unref();
+    let work: Promise<T>;
+    try {
+      work = fn(controller?.signal);
+    } catch (error) {
+      work = Promise.reject(error);
+    }
+    work.then(
+      (value) => {
+        if (answered) return;
+        answered = true;
+        clearTimeout(timer);
+        reply(value);
+      },
+      (error: unknown) => {
+        if (answered) return;
+        answered = true;
+        clearTimeout(timer);
+        fail(error);
+      },
+    );
   };
   const ok = (cb: Cb) => () => cb(0);
   return {
@@ -102,7 +151,17 @@ export function fuseOperations(drive: Drive, logger: Logger): Record<string, unk
     chmod: (path: string, mode: number, cb: Cb) => run("chmod", META_OP_DEADLINE_MS, cb, () => drive.chmod(path, mode), ok(cb)),
     chown: (path: string, uid: number, gid: number, cb: Cb) => run("chown", META_OP_DEADLINE_MS, cb, () => drive.chown(path, uid, gid), ok(cb)),
     utimens: (path: string, _atime: number, mtime: number, cb: Cb) => run("utimens", META_OP_DEADLINE_MS, cb, () => drive.utimens(path, Number(mtime)), ok(cb)),
-    statfs: (_path: string, cb: Cb) => cb(0, drive.statfs()),
+    statfs: (_path: string, cb: Cb) => run("statfs", META_OP_DEADLINE_MS, cb, (signal) => drive.statfs({ signal }), (figures) => cb(0, figures), true),
+    // The kernel asks for security.capability before every write(2) on FUSE: names the drive never stores are answered at once.
+    getxattr: (path: string, name: string, _position: number, cb: Cb) =>
+      name.startsWith(XATTR_STORED_PREFIX) ? run("getxattr", META_OP_DEADLINE_MS, cb, () => drive.getxattr(path, name), (value) => cb(0, value)) : cb(NO_SUCH_ATTRIBUTE_ERRNO),
+    listxattr: (path: string, cb: Cb) => run("listxattr", META_OP_DEADLINE_MS, cb, () => drive.listxattr(path), (names) => cb(0, names)),
+    // `value` is the kernel's memory, detached once answered: copied before anything waits.
+    setxattr: (path: string, name: string, value: Buffer, _position: number, flags: number, cb: Cb) => {
+      const copy = Buffer.from(value);
+      run("setxattr", UPLOAD_OP_DEADLINE_MS, cb, () => drive.setxattr(path, name, copy, flags), ok(cb));
+    },
+    removexattr: (path: string, name: string, cb: Cb) => run("removexattr", META_OP_DEADLINE_MS, cb, () => drive.removexattr(path, name), ok(cb)),
     // fuse-native passes (target, linkPath).
     symlink: (target: string, path: string, cb: Cb) => run("symlink", META_OP_DEADLINE_MS, cb, () => drive.symlink(target, path), ok(cb)),
     readlink: (path: string, cb: Cb) => run("readlink", META_OP_DEADLINE_MS, cb, () => drive.readlink(path), (target) => cb(0, target)),
@@ -111,13 +170,13 @@ export function fuseOperations(drive: Drive, logger: Logger): Record<string, unk
     create: (path: string, mode: number, cb: Cb) => run("create", META_OP_DEADLINE_MS, cb, () => drive.create(path, mode), (fd) => cb(0, fd)),
     open: (path: string, flags: number, cb: Cb) => run("open", READ_OP_DEADLINE_MS, cb, () => drive.open(path, flags), (fd) => cb(0, fd)),
     read: (_path: string, fd: number, buf: Buffer, len: number, pos: number, cb: Cb) =>
-      run("read", READ_OP_DEADLINE_MS, cb, (signal) => drive.read(fd, buf, len, pos, { signal }), (n) => cb(n)),
+      run("read", READ_OP_DEADLINE_MS, cb, (signal) => drive.read(fd, buf, len, pos, { signal }), (n) => cb(n), true),
     write: (_path: string, fd: number, buf: Buffer, len: number, pos: number, cb: Cb) => run("write", META_OP_DEADLINE_MS, cb, () => drive.write(fd, buf, len, pos), (n) => cb(n)),
     truncate: (path: string, size: number, cb: Cb) => run("truncate", UPLOAD_OP_DEADLINE_MS, cb, () => drive.truncate(path, size), ok(cb)),
     ftruncate: (_path: string, fd: number, size: number, cb: Cb) => run("ftruncate", META_OP_DEADLINE_MS, cb, () => drive.ftruncate(fd, size), ok(cb)),
     flush: (_path: string, fd: number, cb: Cb) => run("flush", META_OP_DEADLINE_MS, cb, () => drive.flush(fd), ok(cb)),
     // fuse-native passes (path, datasync, fd, cb) — datasync before fd.
-    fsync: (_path: string, _datasync: number, fd: number, cb: Cb) => run("fsync", UPLOAD_OP_DEADLINE_MS, cb, (signal) => drive.fsync(fd, { signal }), ok(cb)),
+    fsync: (_path: string, _datasync: number, fd: number, cb: Cb) => run("fsync", UPLOAD_OP_DEADLINE_MS, cb, (signal) => drive.fsync(fd, { signal }), ok(cb), true),
     release: (_path: string, fd: number, cb: Cb) => run("release", META_OP_DEADLINE_MS, cb, () => drive.release(fd), ok(cb)),
   };
 }
@@ -202,6 +261,8 @@ export async function mountDrive(drive: Drive, mountpoint: string, init: MountIn
     // auto_cache: the kernel keeps a file's pages across opens while its size and mtime stay the same
     // (every change goes through this mount, so they change with it): warm reads run at page-cache speed.
     autoCache: true,
+    entryTimeout: KERNEL_CACHE_TIMEOUT_S,
+    attrTimeout: KERNEL_CACHE_TIMEOUT_S,
     timeout: {
       default: META_OP_DEADLINE_MS + backstop,
       read: READ_OP_DEADLINE_MS + backstop,
@@ -209,6 +270,7 @@ export async function mountDrive(drive: Drive, mountpoint: string, init: MountIn
       fsync: UPLOAD_OP_DEADLINE_MS + backstop,
       truncate: UPLOAD_OP_DEADLINE_MS + backstop,
       unlink: UPLOAD_OP_DEADLINE_MS + backstop,
+      setxattr: UPLOAD_OP_DEADLINE_MS + backstop,
       rename: UPLOAD_OP_DEADLINE_MS + backstop,
     },
   });

@@ -4,7 +4,8 @@
  * Upstream's `utimens` hands JavaScript the access time twice and never the
  * modification time, so `touch -d`, `cp -a`, `rsync -a` and `tar x` could not
  * set mtimes through the mount. `native-bindings/fuse/` holds upstream's
- * `fuse-native.c` with that one line fixed, built by `make` into
+ * `fuse-native.c` with that fixed (and the other fixes its README lists:
+ * mtime-only SETATTR, xattr buffers), built by `make` into
  * {@link PATCHED_ADDON_RELATIVE_PATH}. fuse-native's JavaScript loads its addon
  * with `require('node-gyp-build')(__dirname)`; while that file is required,
  * the module cache answers `node-gyp-build` with a loader that returns the

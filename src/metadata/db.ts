@@ -26,6 +26,16 @@
  * read-modify-write operations are serialised by one async mutex (`#write`),
  * the only lock in this module; reads take no lock (a batch is applied
  * atomically, so they see a whole before- or after-state per key).
+ *
+ * Tree cache: because this process is the only writer, the `i/` and `d/`
+ * records (what a path lookup reads: 2 gets per path component) are kept in
+ * a bounded in-memory map, absent directory entries included, so a FUSE
+ * getattr costs no LevelDB round trip. Every batch goes through `#batch`,
+ * which writes its puts and deletes into the map after LevelDB applied them.
+ * A get that missed the map stores its answer only if no batch completed
+ * while it was in flight (`#epoch`): otherwise it might store a value the
+ * batch already replaced. Cached records are frozen and shared; callers
+ * copy before changing one (as `setattr` does).
  */
 import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -33,10 +43,25 @@ import { Level } from "level";
 import { DstorError } from "../core/errors.js";
 import { type Logger, silentLogger } from "../core/logging.js";
 import type { DirEntry, FarmerRecord, InodeRecord, PieceRef, SegmentMeta, StoredFile } from "./types.js";
-import { ROOT_INODE, SYMLINK_TARGET_MAX_BYTES } from "./types.js";
+import { ROOT_INODE, SYMLINK_TARGET_MAX_BYTES, XATTR_NAME_MAX_BYTES, XATTR_TOTAL_MAX_BYTES, XATTR_VALUE_MAX_BYTES } from "./types.js";
 
 type Value = InodeRecord | SegmentMeta | FarmerRecord | PieceRef | { inode: number } | { next: number };
 type BatchOp = { type: "put"; key: string; value: Value } | { type: "del"; key: string };
+
+/** Entries of the tree cache (see the module note): ~0.3 kB each, so at most ~60 MB. */
+export const TREE_CACHE_MAX_ENTRIES = 200_000;
+/** Marks a key known to be absent in the tree cache. */
+const ABSENT = null;
+const cacheable = (key: string): boolean => key.startsWith("i/") || key.startsWith("d/");
+
+/** Freezes a record and its nested objects (cached records are shared by every caller). */
+function deepFreeze<T>(value: T): T {
+  if (value !== null && typeof value === "object" && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const v of Object.values(value)) deepFreeze(v);
+  }
+  return value;
+}
 
 /** Options of {@link openMetadataDb}. */
 export interface MetadataDbInit {
@@ -99,6 +124,10 @@ export class MetadataDb {
   readonly #log: Logger;
   #tail: Promise<unknown> = Promise.resolve();
   #closed: Promise<void> | undefined;
+  /** The tree cache (see the module note); {@link ABSENT} for keys known to be missing. */
+  readonly #tree = new Map<string, Value | typeof ABSENT>();
+  /** Bumped by every batch: a get that spans a batch does not fill the cache. */
+  #epoch = 0;
 
   /** Use {@link openMetadataDb}. */
   constructor(dir: string, db: Level<string, Value>, logger: Logger) {
@@ -119,7 +148,40 @@ export class MetadataDb {
 
   async #get<T extends Value>(key: string): Promise<T | undefined> {
     if (this.#closed !== undefined) throw new DstorError("STORE_CLOSED", "the metadata database is closed");
-    return (await this.#db.get(key)) as T | undefined;
+    if (!cacheable(key)) return (await this.#db.get(key)) as T | undefined;
+    const hit = this.#tree.get(key);
+    if (hit !== undefined) return hit === ABSENT ? undefined : (hit as T);
+    const epoch = this.#epoch;
+    const value = (await this.#db.get(key)) as T | undefined;
+    if (epoch === this.#epoch) this.#remember(key, value === undefined ? ABSENT : deepFreeze(value));
+    return value;
+  }
+
+  #remember(key: string, value: Value | typeof ABSENT): void {
+    if (this.#tree.size >= TREE_CACHE_MAX_ENTRIES && !this.#tree.has(key)) {
+      // Oldest first: Map iterates in insertion order.
+      const oldest = this.#tree.keys().next();
+      if (oldest.done !== true) this.#tree.delete(oldest.value);
+    }
+    this.#tree.set(key, value);
+  }
+
+  /** Writes `ops` as one LevelDB batch and applies them to the tree cache (the only way this class writes). */
+  async #batch(ops: BatchOp[]): Promise<void> {
+    try {
+      await this.#db.batch(ops);
+    } catch (error) {
+      // LevelDB applied all or nothing, but which is unknown here: forget what may be stale.
+      this.#epoch++;
+      this.#tree.clear();
+      throw error;
+    }
+    this.#epoch++;
+    for (const op of ops) {
+      if (!cacheable(op.key)) continue;
+      // A value put here may still be the caller's own object: cache a frozen copy.
+      this.#remember(op.key, op.type === "put" ? deepFreeze(structuredClone(op.value)) : ABSENT);
+    }
   }
 
   async #scan<T extends Value>(prefix: string, limit = -1): Promise<Array<[string, T]>> {
@@ -134,7 +196,7 @@ export class MetadataDb {
     await this.#write(async () => {
       if ((await this.#get(inodeKey(ROOT_INODE))) !== undefined) return;
       const root: InodeRecord = { inode: ROOT_INODE, type: "dir", mode: 0o755, mtimeMs: Date.now(), size: 0 };
-      await this.#db.batch([
+      await this.#batch([
         { type: "put", key: inodeKey(ROOT_INODE), value: root },
         { type: "put", key: "m/next", value: { next: ROOT_INODE + 1 } },
       ]);
@@ -225,7 +287,7 @@ export class MetadataDb {
         created = record;
         current = record;
       }
-      await this.#db.batch(ops);
+      await this.#batch(ops);
       return current;
     });
   }
@@ -240,7 +302,7 @@ export class MetadataDb {
       if ((await this.#scan(direntPrefix(dir.inode), 1)).length > 0) {
         throw new DstorError("DIRECTORY_NOT_EMPTY", `${normalizePath(path)} is not empty; use rm -r to remove it with its contents`, { details: { path } });
       }
-      await this.#db.batch([
+      await this.#batch([
         { type: "del", key: direntKey(parent.inode, name) },
         { type: "del", key: inodeKey(dir.inode) },
       ]);
@@ -264,7 +326,7 @@ export class MetadataDb {
       const record: InodeRecord = { inode, type: "symlink", mode: 0o777, mtimeMs: options.mtimeMs ?? Date.now(), size, target };
       ops.push({ type: "put", key: inodeKey(inode), value: record });
       ops.push({ type: "put", key: direntKey(parent.inode, name), value: { inode } });
-      await this.#db.batch(ops);
+      await this.#batch(ops);
       return record;
     });
   }
@@ -289,7 +351,46 @@ export class MetadataDb {
       const next: InodeRecord = { ...record };
       if (attrs.mode !== undefined) next.mode = attrs.mode & 0o7777;
       if (attrs.mtimeMs !== undefined) next.mtimeMs = attrs.mtimeMs;
-      await this.#db.batch([{ type: "put", key: inodeKey(record.inode), value: next }]);
+      await this.#batch([{ type: "put", key: inodeKey(record.inode), value: next }]);
+      return next;
+    });
+  }
+
+  /**
+   * Sets extended attribute `name` of the node at `path` (read-modify-write
+   * under the mutex, like setattr). `create`: `FILE_EXISTS` if it is set;
+   * `replace`: `NO_SUCH_ATTRIBUTE` if it is not (setxattr's XATTR_CREATE /
+   * XATTR_REPLACE). `TOO_LARGE` beyond {@link XATTR_VALUE_MAX_BYTES},
+   * `DISK_FULL` when the node's attributes would pass {@link XATTR_TOTAL_MAX_BYTES}.
+   * Only the `user.` namespace is stored: the caller checks names.
+   */
+  setxattr(path: string, name: string, value: Uint8Array, options: { create?: boolean; replace?: boolean } = {}): Promise<InodeRecord> {
+    return this.#write(async () => {
+      if (Buffer.byteLength(name) > XATTR_NAME_MAX_BYTES || name.length === 0) throw new DstorError("INVALID_ARGUMENT", `an attribute name is 1 to ${XATTR_NAME_MAX_BYTES} bytes`);
+      if (value.byteLength > XATTR_VALUE_MAX_BYTES) throw new DstorError("TOO_LARGE", `an attribute value is at most ${XATTR_VALUE_MAX_BYTES} bytes`);
+      const record = await this.lookup(path);
+      const has = record.xattrs !== undefined && Object.hasOwn(record.xattrs, name);
+      if (options.create && has) throw new DstorError("FILE_EXISTS", `${normalizePath(path)} already has attribute ${name}`);
+      if (options.replace && !has) throw new DstorError("NO_SUCH_ATTRIBUTE", `${normalizePath(path)} has no attribute ${name}`);
+      const xattrs = { ...record.xattrs, [name]: Buffer.from(value).toString("base64") };
+      let total = 0;
+      for (const [n, v] of Object.entries(xattrs)) total += Buffer.byteLength(n) + Buffer.byteLength(v, "base64");
+      if (total > XATTR_TOTAL_MAX_BYTES) throw new DstorError("DISK_FULL", `${normalizePath(path)}: extended attributes are limited to ${XATTR_TOTAL_MAX_BYTES} bytes per file`);
+      const next: InodeRecord = { ...record, xattrs };
+      await this.#batch([{ type: "put", key: inodeKey(record.inode), value: next }]);
+      return next;
+    });
+  }
+
+  /** Removes extended attribute `name` of the node at `path`; `NO_SUCH_ATTRIBUTE` if it is not set. */
+  removexattr(path: string, name: string): Promise<InodeRecord> {
+    return this.#write(async () => {
+      const record = await this.lookup(path);
+      if (record.xattrs === undefined || !Object.hasOwn(record.xattrs, name)) throw new DstorError("NO_SUCH_ATTRIBUTE", `${normalizePath(path)} has no attribute ${name}`);
+      const { [name]: _removed, ...rest } = record.xattrs;
+      const next: InodeRecord = { ...record, xattrs: Object.keys(rest).length === 0 ? undefined : rest };
+      if (next.xattrs === undefined) delete next.xattrs;
+      await this.#batch([{ type: "put", key: inodeKey(record.inode), value: next }]);
       return next;
     });
   }
@@ -335,6 +436,8 @@ export class MetadataDb {
         mtimeMs: stored.mtimeMs ?? Date.now(),
         size: stored.size,
         file: { ...stored.content, segmentCount: stored.segments.length },
+        // Rewriting a file's content keeps its extended attributes (the drive uploads a changed file this way).
+        ...(existing?.xattrs === undefined ? {} : { xattrs: existing.xattrs }),
       };
       ops.push({ type: "put", key: inodeKey(inode), value: record });
       ops.push({ type: "put", key: direntKey(parent.inode, name), value: { inode } });
@@ -346,7 +449,7 @@ export class MetadataDb {
           ops.push({ type: "put", key: pieceKey(farmer, ref.pieceId), value: ref });
         }
       }
-      await this.#db.batch(ops);
+      await this.#batch(ops);
       this.#log.debug("file committed", { path: normalizePath(path), inode, segments: stored.segments.length });
       return replaced === undefined ? { record } : { record, replaced };
     });
@@ -361,7 +464,7 @@ export class MetadataDb {
       if (record.type === "dir") throw new DstorError("IS_A_DIRECTORY", `${normalizePath(path)} is a directory; use rm -r`, { details: { path } });
       const ops: BatchOp[] = [{ type: "del", key: direntKey(parent.inode, name) }];
       const segments = await this.#dropFileOps(record, ops);
-      await this.#db.batch(ops);
+      await this.#batch(ops);
       return { record, segments };
     });
   }
@@ -399,7 +502,7 @@ export class MetadataDb {
       }
       ops.push({ type: "del", key: direntKey(src.parent.inode, src.name) });
       ops.push({ type: "put", key: direntKey(dst.parent.inode, dst.name), value: { inode: record.inode } });
-      await this.#db.batch(ops);
+      await this.#batch(ops);
       return replaced === undefined ? {} : { replaced };
     });
   }
@@ -433,7 +536,7 @@ export class MetadataDb {
         }
         ops.push({ type: "put", key: segmentKey(inode, change.index), value: { ...s, holders: { ...change.holders } } });
       }
-      await this.#db.batch(ops);
+      await this.#batch(ops);
     });
   }
 
@@ -466,7 +569,7 @@ export class MetadataDb {
       const key = farmerKey(address.toLowerCase());
       const current = (await this.#get<FarmerRecord>(key)) ?? newFarmerRecord(address);
       const next = update({ ...current });
-      await this.#db.batch([{ type: "put", key, value: next }]);
+      await this.#batch([{ type: "put", key, value: next }]);
       return next;
     });
   }
@@ -484,7 +587,7 @@ export class MetadataDb {
   /** Marks a pending deletion as done. */
   clearPendingDeletes(done: Array<{ farmer: string; pieceId: string }>): Promise<void> {
     if (done.length === 0) return Promise.resolve();
-    return this.#write(() => this.#db.batch(done.map((d) => ({ type: "del" as const, key: pendingKey(d.farmer.toLowerCase(), d.pieceId) }))));
+    return this.#write(() => this.#batch(done.map((d) => ({ type: "del" as const, key: pendingKey(d.farmer.toLowerCase(), d.pieceId) }))));
   }
 
   /**
@@ -514,7 +617,7 @@ export class MetadataDb {
       }
       const ops: BatchOp[] = [{ type: "del", key: inodeKey(ROOT_INODE) }, { type: "del", key: "m/next" }];
       for (const [key, value] of entries) ops.push({ type: "put", key, value: value as Value });
-      await this.#db.batch(ops);
+      await this.#batch(ops);
     });
   }
 
@@ -532,7 +635,7 @@ export class MetadataDb {
   /** Adds piece references that belong to no file (metadata snapshots: `inode` {@link SNAPSHOT_INODE}). */
   addPieceRefs(refs: ReadonlyArray<{ farmer: string; ref: PieceRef }>): Promise<void> {
     if (refs.length === 0) return Promise.resolve();
-    return this.#write(() => this.#db.batch(refs.map(({ farmer, ref }) => ({ type: "put" as const, key: pieceKey(farmer.toLowerCase(), ref.pieceId), value: ref }))));
+    return this.#write(() => this.#batch(refs.map(({ farmer, ref }) => ({ type: "put" as const, key: pieceKey(farmer.toLowerCase(), ref.pieceId), value: ref }))));
   }
 
   /** Moves every live piece reference `retire` selects to the pending-delete set, in one batch; returns how many. */
@@ -544,7 +647,7 @@ export class MetadataDb {
         const farmer = key.split("/")[1]!;
         ops.push({ type: "del", key }, { type: "put", key: pendingKey(farmer, ref.pieceId), value: ref });
       }
-      if (ops.length > 0) await this.#db.batch(ops);
+      if (ops.length > 0) await this.#batch(ops);
       return ops.length / 2;
     });
   }

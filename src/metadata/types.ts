@@ -34,7 +34,16 @@ export interface InodeRecord {
   file?: FileContent | undefined;
   /** Present on symlinks: the link's target, stored verbatim (never resolved by dstor). */
   target?: string | undefined;
+  /** Extended attributes (`user.` namespace only): full name → value, base64. Absent when there are none. */
+  xattrs?: Record<string, string> | undefined;
 }
+
+/** Longest extended attribute name, in bytes (Linux XATTR_NAME_MAX). */
+export const XATTR_NAME_MAX_BYTES = 255;
+/** Largest extended attribute value, in bytes (Linux XATTR_SIZE_MAX). */
+export const XATTR_VALUE_MAX_BYTES = 64 * 1024;
+/** Most bytes of names and values one node may hold (keeps inode records small). */
+export const XATTR_TOTAL_MAX_BYTES = 64 * 1024;
 
 /** How a file's bytes are stored. */
 export interface FileContent {

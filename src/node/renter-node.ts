@@ -19,7 +19,7 @@ import { fundDevAccount, resolveChainEndpoint } from "../chain/devchain.js";
 import { peerBindingMessage } from "../chain/proofs.js";
 import { createProvider, walletSigner } from "../chain/signer.js";
 import { marketDomain } from "../chain/signing.js";
-import { withDeadline } from "../core/abort.js";
+import { type AbortOptions, withDeadline } from "../core/abort.js";
 import { DstorError, isDstorError } from "../core/errors.js";
 import { type Logger, silentLogger } from "../core/logging.js";
 import { deriveKeys } from "../crypto/keys.js";
@@ -28,6 +28,7 @@ import { parseRedundancyStrategy } from "../erasure/strategy.js";
 import { FarmerClient } from "../farmer/client.js";
 import { type MetadataDb, openMetadataDb } from "../metadata/db.js";
 import { ChainDeals, DEFAULT_DEAL_TERM_SECONDS } from "../renter/deals.js";
+import { type NetworkCapacity, networkCapacity } from "../renter/capacity.js";
 import { createFarmerDirectory, withPeer } from "../renter/directory.js";
 import { EgressAccountant } from "../renter/egress.js";
 import { createOrderAuthority } from "../renter/orders.js";
@@ -108,6 +109,8 @@ export interface RenterNode {
   backup?: MetadataBackup;
   /** The keys snapshots are sealed and found with. */
   snapshotKeys: SnapshotKeys;
+  /** What the network can still store for this renter (src/renter/capacity.ts; absent offline). */
+  capacity?: (options: AbortOptions) => Promise<NetworkCapacity>;
   stop(): Promise<void>;
 }
 
@@ -446,7 +449,9 @@ export async function openRenterNode(init: RenterNodeInit): Promise<RenterNode> 
       cleanups.push(() => spotChecks.stop());
     }
     const pointer = registryPointerStore(contracts.registry, keys.wallet.address);
-    if (init.snapshots === "off") return { renter, metadata, address, pointer, snapshotKeys, stop };
+    const capacity = async (options: AbortOptions): Promise<NetworkCapacity> =>
+      networkCapacity({ candidates: await directory.list(options), records: new Map((await metadata.farmers()).map((r) => [r.address, r])), strategy, policy: init.policy ?? {} });
+    if (init.snapshots === "off") return { renter, metadata, address, pointer, snapshotKeys, capacity, stop };
     const backup = new MetadataBackup(
       { renter, metadata, pointer, logger: log.child("snapshots") },
       {
@@ -459,7 +464,7 @@ export async function openRenterNode(init: RenterNodeInit): Promise<RenterNode> 
     // Runs first at stop (cleanups run in reverse): the final snapshot needs the network.
     cleanups.push(() => backup.stop());
     await backup.start();
-    return { renter, metadata, address, pointer, backup, snapshotKeys, stop };
+    return { renter, metadata, address, pointer, backup, snapshotKeys, capacity, stop };
   } catch (error) {
     await stop();
     throw error;

@@ -1,11 +1,16 @@
 /**
  * The POSIX semantics probe of the drive e2e tests, run as a CHILD process on
- * a mounted drive (`node drive-posix-probe.js DIR`): each check does real
- * system calls in DIR and asserts both the results and the errno of every
- * expected failure. Prints one JSON line per check (`{ name, ok, error? }`)
- * and exits 1 if any failed. Not a test file itself: drive-tools.test.ts runs it.
+ * a mounted drive (`node drive-posix-probe.js DIR FREE_BYTES`): each check
+ * does real system calls in DIR and asserts both the results and the errno
+ * of every expected failure. FREE_BYTES is what statfs must report (the
+ * test knows its farmers). Node has no xattr calls: those checks run a small
+ * python3 script (Debian python3 is in scripts/setup.sh) that prints each
+ * call's result or errno name. Prints one JSON line per check (`{ name, ok,
+ * error? }`) and exits 1 if any failed. Not a test file itself:
+ * drive-tools.test.ts runs it.
  */
 import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import {
   appendFile,
@@ -30,10 +35,53 @@ import {
   writeFile,
 } from "node:fs/promises";
 import { join } from "node:path";
+import { promisify } from "node:util";
 
+const execFileAsync = promisify(execFile);
 const dir = process.argv[2];
-if (dir === undefined) throw new Error("usage: drive-posix-probe DIR");
+const expectedFreeBytes = Number(process.argv[3]);
+if (dir === undefined || !Number.isFinite(expectedFreeBytes)) throw new Error("usage: drive-posix-probe DIR FREE_BYTES");
 const at = (p: string): string => join(dir, p);
+
+/** Runs `touch ARGS…` (utimensat with UTIME_OMIT for one of the times, which Node cannot send). */
+async function touch(...args: string[]): Promise<void> {
+  await execFileAsync("touch", args);
+}
+
+/**
+ * xattr calls through python3's os module: each step prints its result
+ * (values as latin-1 text, lists sorted) or the errno name. `size` steps
+ * call libc with a buffer of that many bytes, to see ERANGE.
+ */
+const XATTR_SCRIPT = `
+import ctypes, errno, json, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+def run(step):
+    op, path = step[0], step[1]
+    try:
+        if op == "get": return os.getxattr(path, step[2]).decode("latin-1")
+        if op == "set": os.setxattr(path, step[2], step[3].encode("latin-1"), step[4]); return None
+        if op == "list": return sorted(os.listxattr(path))
+        if op == "remove": os.removexattr(path, step[2]); return None
+        if op == "getsize":
+            buf = ctypes.create_string_buffer(step[3])
+            n = libc.getxattr(path.encode(), step[2].encode(), buf if step[3] else None, step[3])
+            return n if n >= 0 else errno.errorcode[ctypes.get_errno()]
+        if op == "listsize":
+            buf = ctypes.create_string_buffer(step[2])
+            n = libc.listxattr(path.encode(), buf if step[2] else None, step[2])
+            return n if n >= 0 else errno.errorcode[ctypes.get_errno()]
+    except OSError as e:
+        return errno.errorcode[e.errno]
+print(json.dumps([run(s) for s in json.loads(sys.argv[1])]))
+`;
+
+type XattrStep = ["get", string, string] | ["set", string, string, string, number] | ["list", string] | ["remove", string, string] | ["getsize", string, string, number] | ["listsize", string, number];
+
+async function xattrs(steps: XattrStep[]): Promise<unknown[]> {
+  const { stdout } = await execFileAsync("python3", ["-c", XATTR_SCRIPT, JSON.stringify(steps)]);
+  return JSON.parse(stdout) as unknown[];
+}
 
 /** Asserts that `promise` fails with errno `code`. */
 async function fails(promise: Promise<unknown>, code: string, what: string): Promise<void> {
@@ -212,7 +260,127 @@ const checks: Array<[string, () => Promise<void>]> = [
     },
   ],
   [
-    "fsync of files and directories; statfs",
+    "utimens of one time only: touch -m sets the mtime, touch -a leaves it",
+    async () => {
+      await writeFile(at("times.txt"), "times");
+      await touch("-m", "-d", "2020-02-03T04:05:06Z", at("times.txt"));
+      assert.equal((await stat(at("times.txt"))).mtimeMs, Date.parse("2020-02-03T04:05:06Z"), "mtime-only utimensat (atime UTIME_OMIT)");
+      await touch("-a", "-d", "2011-01-01T00:00:00Z", at("times.txt"));
+      assert.equal((await stat(at("times.txt"))).mtimeMs, Date.parse("2020-02-03T04:05:06Z"), "an atime-only change leaves the mtime");
+      const before = Date.now() - 1000;
+      await touch("-m", at("times.txt"));
+      const now = (await stat(at("times.txt"))).mtimeMs;
+      assert.ok(now >= before && now <= Date.now() + 1000, `touch -m (UTIME_NOW) sets the current time, got ${new Date(now).toISOString()}`);
+      // The same on a clean file (committed, not staged) and on a directory.
+      const fh = await open(at("times.txt"), "r+");
+      await fh.sync();
+      await fh.close();
+      await touch("-m", "-d", "2001-09-09T01:46:40Z", at("times.txt"));
+      assert.equal((await stat(at("times.txt"))).mtimeMs, 1_000_000_000_000);
+      await mkdir(at("times-dir"));
+      await touch("-m", "-d", "2001-09-09T01:46:40Z", at("times-dir"));
+      assert.equal((await stat(at("times-dir"))).mtimeMs, 1_000_000_000_000);
+    },
+  ],
+  [
+    "rename over a file open for reading: the open handle keeps reading the old content",
+    async () => {
+      const old = randomBytes(100_000);
+      const replacement = randomBytes(70_000);
+      await writeFile(at("replaced.bin"), old);
+      const w = await open(at("replaced.bin"), "r+");
+      await w.sync();
+      await w.close();
+      const reader = await open(at("replaced.bin"), "r");
+      try {
+        const head = Buffer.alloc(10);
+        await reader.read(head, 0, 10, 0);
+        assert.deepEqual(head, old.subarray(0, 10));
+        await writeFile(at("replacement.bin"), replacement);
+        await rename(at("replacement.bin"), at("replaced.bin"));
+        assert.deepEqual(await readFile(at("replaced.bin")), replacement, "the name now gives the new content");
+        const all = Buffer.alloc(old.length + 10);
+        const { bytesRead } = await reader.read(all, 0, all.length, 0);
+        assert.equal(bytesRead, old.length, "the handle still sees the old size");
+        assert.deepEqual(all.subarray(0, bytesRead), old, "and the old bytes");
+        assert.equal((await reader.stat()).size, old.length);
+      } finally {
+        await reader.close();
+      }
+      assert.deepEqual(await readFile(at("replaced.bin")), replacement);
+    },
+  ],
+  [
+    "xattrs: set/get/list/remove, XATTR_CREATE/REPLACE, ENODATA, ERANGE, ENOTSUP outside user.",
+    async () => {
+      const f = at("x.txt");
+      await writeFile(f, "with attributes");
+      const got = await xattrs([
+        ["get", f, "user.color"],
+        ["set", f, "user.color", "blue", 0],
+        ["set", f, "user.empty", "", 0],
+        ["get", f, "user.color"],
+        ["get", f, "user.empty"],
+        ["list", f],
+        ["set", f, "user.color", "red", 1],
+        ["set", f, "user.shape", "round", 2],
+        ["set", f, "user.color", "green", 2],
+        ["get", f, "user.color"],
+        ["getsize", f, "user.color", 0],
+        ["getsize", f, "user.color", 2],
+        ["listsize", f, 3],
+        ["set", f, "security.test", "x", 0],
+        ["set", f, "trusted.test", "x", 0],
+        ["get", f, "security.selinux"],
+        ["remove", f, "user.empty"],
+        ["remove", f, "user.empty"],
+        ["list", f],
+        ["get", at("missing"), "user.color"],
+      ]);
+      assert.deepEqual(got, [
+        "ENODATA",
+        null,
+        null,
+        "blue",
+        "",
+        ["user.color", "user.empty"],
+        "EEXIST",
+        "ENODATA",
+        null,
+        "green",
+        5,
+        "ERANGE",
+        "ERANGE",
+        "ENOTSUP",
+        "ENOTSUP",
+        "ENODATA",
+        null,
+        "ENODATA",
+        ["user.color"],
+        "ENOENT",
+      ]);
+      // They belong to the file: a rewrite keeps them, a rename carries them, a file renamed over it takes its place.
+      await writeFile(f, "rewritten");
+      const fh = await open(f, "r+");
+      await fh.sync();
+      await fh.close();
+      await rename(f, at("x2.txt"));
+      await writeFile(at("plain.txt"), "no attributes");
+      // A file created and still being written gets them too.
+      const fresh = await open(at("fresh.txt"), "w");
+      await fresh.write("partial");
+      const onOpen = await xattrs([["set", at("fresh.txt"), "user.k", "v", 0]]);
+      await fresh.write(" and more");
+      await fresh.close();
+      assert.deepEqual(onOpen, [null]);
+      assert.deepEqual(await xattrs([["get", at("x2.txt"), "user.color"], ["list", at("plain.txt")], ["get", at("fresh.txt"), "user.k"]]), ["green", [], "v"]);
+      assert.equal(await readFile(at("fresh.txt"), "utf8"), "partial and more");
+      await rename(at("plain.txt"), at("x2.txt"));
+      assert.deepEqual(await xattrs([["list", at("x2.txt")]]), [[]]);
+    },
+  ],
+  [
+    "fsync of files and directories; statfs reports what the farmers can still take",
     async () => {
       const fh = await open(at("s.bin"), "w");
       await fh.write(randomBytes(70_000));
@@ -224,6 +392,7 @@ const checks: Array<[string, () => Promise<void>]> = [
       await d.close();
       const fs = await statfs(dir);
       assert.ok(fs.bsize > 0 && fs.blocks > 0 && fs.bavail > 0 && fs.bavail <= fs.blocks);
+      assert.equal(fs.bavail * fs.bsize, Math.floor(expectedFreeBytes / fs.bsize) * fs.bsize, `statfs: ${fs.bavail} blocks of ${fs.bsize}, expected ${expectedFreeBytes} bytes`);
     },
   ],
 ];

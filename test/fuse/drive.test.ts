@@ -10,7 +10,7 @@ import { test } from "node:test";
 import { SegmentCache } from "../../src/cache/segment-cache.js";
 import { openStagingArea } from "../../src/cache/staging.js";
 import { DstorError } from "../../src/core/errors.js";
-import { Drive, type DriveData } from "../../src/fuse/drive.js";
+import { Drive, type DriveData, STATFS_REFRESH_MS } from "../../src/fuse/drive.js";
 import { toErrno } from "../../src/fuse/errno.js";
 import { openMetadataDb } from "../../src/metadata/db.js";
 
@@ -236,4 +236,101 @@ test("read-only drive refuses changes with READ_ONLY", async (t) => {
   const ro = new Drive({ metadata: meta, data, staging, cache: new SegmentCache({ maxBytes: 1024 }), readOnly: true });
   await assert.rejects(ro.mkdir("/z", 0o755), code("READ_ONLY"));
   await assert.rejects(ro.create("/z", 0o644), code("READ_ONLY"));
+});
+
+test("statfs reports the network's capacity, asks at most once per refresh period, answers a stale figure while refreshing", async (t) => {
+  const { meta, data, staging } = await setup(t);
+  let asked = 0;
+  let free = 10 * 1024 ** 3;
+  let release: (() => void) | undefined;
+  const capacity = async (): Promise<{ freeBytes: number }> => {
+    asked++;
+    if (release !== undefined) await new Promise<void>((resolve) => (release = resolve));
+    return { freeBytes: free };
+  };
+  const drive = new Drive({ metadata: meta, data, staging, cache: new SegmentCache({ maxBytes: 1 << 20 }), capacity });
+  const first = await drive.statfs();
+  assert.equal(first.blocks, 10 * 1024, "10 GiB in 1 MiB blocks");
+  assert.equal(first.bavail, first.blocks);
+  await drive.statfs();
+  assert.equal(asked, 1, "a fresh figure is reused");
+  const realNow = Date.now;
+  t.after(() => {
+    Date.now = realNow;
+  });
+  Date.now = () => realNow() + STATFS_REFRESH_MS + 1;
+  free = 20 * 1024 ** 3;
+  release = () => {};
+  const stale = await drive.statfs();
+  assert.equal(stale.blocks, 10 * 1024, "the stale figure is answered at once");
+  assert.equal(asked, 2, "and a refresh started");
+  release();
+  await new Promise((resolve) => setImmediate(resolve));
+  release = undefined;
+  assert.equal((await drive.statfs()).blocks, 20 * 1024);
+  assert.equal(asked, 2);
+  // Without a capacity source: the fixed figure.
+  const fixed = new Drive({ metadata: meta, data, staging, cache: new SegmentCache({ maxBytes: 1 << 20 }), capacityBytes: 5 * 1024 ** 2 });
+  assert.equal((await fixed.statfs()).blocks, 5);
+});
+
+test("xattrs: user.* kept in the metadata record, carried over by a rewrite, ENOTSUP elsewhere; a staged file is committed first", async (t) => {
+  const { drive, meta, data } = await setup(t);
+  const fd = await drive.create("/f", 0o644);
+  await drive.write(fd, Buffer.from("one"), 3, 0);
+  await assert.rejects(drive.getxattr("/f", "user.a"), code("NO_SUCH_ATTRIBUTE"));
+  assert.deepEqual(await drive.listxattr("/f"), []);
+  await drive.setxattr("/f", "user.a", Buffer.from("v1"), 0);
+  assert.equal(data.puts, 1, "the staged file was committed to hold the attribute");
+  await drive.write(fd, Buffer.from("two"), 3, 3);
+  await drive.fsync(fd);
+  await drive.release(fd);
+  assert.equal((await drive.getxattr("/f", "user.a")).toString(), "v1", "the rewrite kept it");
+  assert.deepEqual(await drive.listxattr("/f"), ["user.a"]);
+  await assert.rejects(drive.setxattr("/f", "user.a", Buffer.from("x"), 1), code("FILE_EXISTS"));
+  await assert.rejects(drive.setxattr("/f", "user.b", Buffer.from("x"), 2), code("NO_SUCH_ATTRIBUTE"));
+  await assert.rejects(drive.setxattr("/f", "security.x", Buffer.from("x"), 0), code("NOT_SUPPORTED"));
+  await assert.rejects(drive.removexattr("/f", "trusted.x"), code("NOT_SUPPORTED"));
+  await assert.rejects(drive.getxattr("/f", "security.capability"), code("NO_SUCH_ATTRIBUTE"));
+  await assert.rejects(drive.setxattr("/f", "user.big", Buffer.alloc(64 * 1024 + 1), 0), code("TOO_LARGE"));
+  await drive.rename("/f", "/g");
+  assert.equal((await drive.getxattr("/g", "user.a")).toString(), "v1", "a rename carries them");
+  await drive.removexattr("/g", "user.a");
+  await assert.rejects(drive.removexattr("/g", "user.a"), code("NO_SUCH_ATTRIBUTE"));
+  assert.equal((await meta.lookup("/g")).xattrs, undefined, "the last one removed leaves no empty map");
+  await drive.mkdir("/d", 0o755);
+  await drive.setxattr("/d", "user.dir", Buffer.from(""), 0);
+  assert.equal((await drive.getxattr("/d", "user.dir")).length, 0);
+  assert.equal(toErrno(new DstorError("NO_SUCH_ATTRIBUTE", "x")), -E.ENODATA);
+  assert.equal(toErrno(new DstorError("NOT_SUPPORTED", "x")), -E.ENOTSUP);
+});
+
+test("utimens and chmod right after close do not wait for the file's background upload, and that upload commits them", async (t) => {
+  const { drive, meta, data } = await setup(t);
+  let open!: () => void;
+  const gate = new Promise<void>((resolve) => (open = resolve));
+  const put = data.put.bind(data);
+  data.put = async (...args: Parameters<typeof data.put>) => {
+    await gate;
+    return put(...args);
+  };
+  const fd = await drive.create("/t.txt", 0o644);
+  await drive.write(fd, Buffer.from("tar member"), 10, 0);
+  await drive.flush(fd);
+  await drive.release(fd); // starts the background upload, held at the gate
+  const when = Date.parse("2020-01-02T03:04:05Z");
+  const answered = await Promise.race([
+    Promise.all([drive.utimens("/t.txt", when), drive.chmod("/t.txt", 0o600)]).then(() => "answered"),
+    new Promise((resolve) => setTimeout(() => resolve("waited"), 2_000)),
+  ]);
+  assert.equal(answered, "answered", "setting attributes did not wait for the upload");
+  assert.equal((await drive.getattr("/t.txt")).mtimeMs, when);
+  open();
+  await drive.drain();
+  const record = await meta.lookup("/t.txt");
+  assert.equal(record.mtimeMs, when, "the upload committed the time set while it ran");
+  assert.equal(record.mode, 0o600);
+  assert.equal(drive.pending, 0);
+  await drive.utimens("/t.txt", when + 1000);
+  assert.equal((await meta.lookup("/t.txt")).mtimeMs, when + 1000, "a clean file: straight to metadata");
 });

@@ -217,4 +217,70 @@ describe("metadata db", () => {
     assert.ok((await b.lookup("/new")).inode > rec.inode, "inode numbers are never reused");
     await b.close();
   });
+
+  it("tree cache: lookups racing every kind of batch see what a fresh open of the database sees", async (t) => {
+    const root = await mkdtemp(join(tmpdir(), "dstor-meta-cache-"));
+    t.after(() => rm(root, { recursive: true, force: true }));
+    const names = ["a", "b", "c"];
+    const paths = ["/d", ...names.map((n) => `/${n}`), ...names.map((n) => `/d/${n}`)];
+    const op = fc.oneof(
+      fc.record({ kind: fc.constant("commit" as const), path: fc.constantFrom(...paths), size: fc.integer({ min: 1, max: 9 }) }),
+      fc.record({ kind: fc.constant("unlink" as const), path: fc.constantFrom(...paths) }),
+      fc.record({ kind: fc.constant("rename" as const), from: fc.constantFrom(...paths), to: fc.constantFrom(...paths) }),
+      fc.record({ kind: fc.constant("chmod" as const), path: fc.constantFrom(...paths), mode: fc.integer({ min: 0, max: 0o777 }) }),
+      fc.record({ kind: fc.constant("mkdir" as const), path: fc.constantFrom(...paths) }),
+      fc.record({ kind: fc.constant("rmdir" as const), path: fc.constantFrom(...paths) }),
+    );
+    let run = 0;
+    await fc.assert(
+      fc.asyncProperty(fc.array(op, { minLength: 1, maxLength: 25 }), async (ops) => {
+        const dir = join(root, `run-${run++}`, "renter", "meta");
+        const db = await openMetadataDb({ dir });
+        const view = async (d: MetadataDb): Promise<string[]> =>
+          Promise.all(paths.map((p) => d.lookup(p).then((r) => JSON.stringify(r), (e: { code?: string }) => `error ${e.code}`)));
+        try {
+          await db.mkdir("/d");
+          // Every write is started without waiting, and lookups of every path start before and after each
+          // one: gets in flight span batches (a cache filled by a get that read before a batch would be stale).
+          const pending: Array<Promise<unknown>> = [];
+          for (const o of ops) {
+            let write: Promise<unknown>;
+            if (o.kind === "commit") write = db.commitFile(o.path, file(o.size, 1));
+            else if (o.kind === "unlink") write = db.unlink(o.path);
+            else if (o.kind === "rename") write = db.rename(o.from, o.to);
+            else if (o.kind === "chmod") write = db.setattr(o.path, { mode: o.mode });
+            else if (o.kind === "mkdir") write = db.mkdir(o.path);
+            else write = db.rmdir(o.path);
+            pending.push(view(db), write, write.then(() => view(db), () => view(db)));
+          }
+          await Promise.allSettled(pending);
+          const cached = await view(db);
+          await db.close();
+          const fresh = await openMetadataDb({ dir });
+          try {
+            assert.deepEqual(cached, await view(fresh));
+          } finally {
+            await fresh.close();
+          }
+        } finally {
+          await db.close();
+        }
+      }),
+      { numRuns: 40 },
+    );
+  });
+
+  it("tree cache: records handed out are frozen, so no caller can change the cached copy", async (t) => {
+    const { db } = await tempDb(t);
+    await db.commitFile("/f", file(10, 1));
+    const record = await db.lookup("/f");
+    assert.ok(Object.isFrozen(record) && Object.isFrozen(record.file));
+    assert.throws(() => {
+      (record as { mode: number }).mode = 0o777;
+    }, TypeError);
+    const changed = await db.setattr("/f", { mode: 0o600 });
+    assert.equal(changed.mode, 0o600);
+    assert.equal((await db.lookup("/f")).mode, 0o600);
+    assert.equal(record.mode, 0o644, "an earlier answer is not changed behind its holder's back");
+  });
 });

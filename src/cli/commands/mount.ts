@@ -126,6 +126,7 @@ export async function serveDrive(args: MountArgs): Promise<void> {
       staging,
       cache: new SegmentCache({ maxBytes: args["cache-size"] }),
       readOnly: args["read-only"],
+      ...(node.capacity === undefined ? {} : { capacity: node.capacity }),
       logger: log,
     });
     status.start();
