@@ -109,6 +109,8 @@ contract Market is EIP712, ReentrancyGuard {
     mapping(address renter => mapping(address farmer => uint64)) public pairTerms;
     /// @notice Tokens each account may {withdraw}.
     mapping(address => uint256) public withdrawable;
+    /// @notice Epochs in which a deal's renter asked for a challenge (after the farmer failed its off-chain checks).
+    mapping(uint256 dealId => mapping(uint256 epoch => bool)) public requestedChallenges;
 
     error FarmerUnavailable(address farmer);
     error SelfDeal();
@@ -129,6 +131,7 @@ contract Market is EIP712, ReentrancyGuard {
     error DealNotSettled(uint256 nextEpoch);
     error VoucherNotNewer(uint256 redeemed, uint256 submitted);
     error NothingToWithdraw();
+    error NotRenter();
 
     event DealOpened(uint256 indexed dealId, address indexed renter, address indexed farmer, uint64 term, uint256 pricePerTBMonth, uint64 start, uint64 end, uint256 escrow);
     event EscrowAdded(uint256 indexed dealId, uint256 amount, uint256 deposited);
@@ -139,6 +142,7 @@ contract Market is EIP712, ReentrancyGuard {
     event VoucherRedeemed(uint256 indexed dealId, uint256 cumulativeAmount, uint256 amount);
     event DealClosed(uint256 indexed dealId, uint256 refund);
     event Withdrawn(address indexed account, uint256 amount);
+    event ChallengeRequested(uint256 indexed dealId, uint256 indexed epoch);
 
     constructor(
         IERC20 token_,
@@ -196,6 +200,20 @@ contract Market is EIP712, ReentrancyGuard {
         d.deposited += amount;
         emit EscrowAdded(dealId, amount, d.deposited);
         token.safeTransferFrom(msg.sender, address(this), amount);
+    }
+
+    /// @notice The renter asks for its deal to be challenged in the next epoch
+    /// (whatever the challenge probability), e.g. after the farmer failed the
+    /// renter's off-chain spot checks. The next epoch's seed is not known yet,
+    /// so the farmer cannot prepare for the samples. Returns that epoch.
+    function requestChallenge(uint256 dealId) external returns (uint256 epoch) {
+        Deal storage d = _existing(dealId);
+        if (msg.sender != d.renter) revert NotRenter();
+        if (d.closed) revert DealNotActive(dealId);
+        epoch = epochAt(block.timestamp) + 1;
+        if (epoch > lastEpoch(dealId)) revert EpochOutOfTerm(epoch);
+        requestedChallenges[dealId][epoch] = true;
+        emit ChallengeRequested(dealId, epoch);
     }
 
     /// @notice Applies a deal state both parties signed; anyone may submit it.
@@ -260,13 +278,15 @@ contract Market is EIP712, ReentrancyGuard {
         return genesis + (epoch + 2) * epochSeconds;
     }
 
-    /// @notice The challenge of `dealId` in `epoch`: whether it is challenged and the hash that picks the samples.
+    /// @notice The challenge of `dealId` in `epoch`: whether it is challenged (by chance, or because the renter
+    /// requested it) and the hash that picks the samples.
     /// @dev Depends only on the fixed seed, the deal id and the epoch — never on the answering block.
     function challengeOf(uint256 dealId, uint256 epoch) public view returns (bool challenged, bytes32 challenge) {
         bytes32 seed = randomness.seedOf(epoch);
         if (seed == 0) return (false, 0);
         challenge = keccak256(abi.encode(seed, dealId, epoch));
-        challenged = _deals[dealId].pieceCount > 0 && uint256(challenge) % PPM < challengeProbabilityPpm;
+        challenged =
+            _deals[dealId].pieceCount > 0 && (requestedChallenges[dealId][epoch] || uint256(challenge) % PPM < challengeProbabilityPpm);
     }
 
     /// @notice The piece index of sample `k` of a challenge, given the deal's piece count.

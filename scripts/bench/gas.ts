@@ -93,6 +93,8 @@ async function main(): Promise<void> {
         renter.c.market.updateState(dealId, state, await signDealState(renter.w, domain, msg), await signDealState(farmer.w, domain, msg)),
       );
       if (first) report("deal-state-update", updateGas);
+      // A renter asking for the next epoch's challenge (after failed spot checks).
+      if (first) report("request-challenge", await gasOf(renter.c.market.requestChallenge(dealId)));
       // Next epoch: fix its seed, answer.
       const now = (await provider.getBlock("latest"))!.timestamp;
       const e = (await renter.c.market.epochAt(now)) + 1n;

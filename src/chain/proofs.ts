@@ -45,9 +45,10 @@ export function computeChallenge(
   epoch: bigint,
   pieceCount: bigint,
   probabilityPpm: bigint,
+  requested = false,
 ): Challenge {
   const hash = keccak256(coder.encode(["bytes32", "uint256", "uint256"], [seed, dealId, epoch]));
-  const challenged = BigInt(seed) !== 0n && pieceCount > 0n && BigInt(hash) % PPM < probabilityPpm;
+  const challenged = BigInt(seed) !== 0n && pieceCount > 0n && (requested || BigInt(hash) % PPM < probabilityPpm);
   return { dealId, epoch, hash, challenged };
 }
 

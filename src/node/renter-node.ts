@@ -398,6 +398,13 @@ export async function openRenterNode(init: RenterNodeInit): Promise<RenterNode> 
       const spotChecks = createSpotCheckWorker({
         target: { farmers: () => metadata.farmers(), piecesOn: (a) => metadata.piecesOn(a), spotCheck: (...args) => renter.spotCheck(...args) },
         intervalMs: spotCheckIntervalMs(Number(deployment.params.epochSeconds)),
+        // A failed check asks for an on-chain challenge of the farmer's deal with us next epoch.
+        requestChallenge: async (farmer) => {
+          const dealId = await contracts.market.latestDeal(address, farmer);
+          if (dealId === 0n) return;
+          await (await contracts.market.requestChallenge(dealId)).wait();
+        },
+        requestIntervalMs: Number(deployment.params.epochSeconds) * 1000,
         logger: log.child("spot-check"),
       });
       const policy = init.policy ?? {};

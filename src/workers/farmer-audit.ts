@@ -78,6 +78,8 @@ export interface FarmerAuditMarket {
   deal(dealId: bigint): Promise<AuditedDeal>;
   /** The outcome of an epoch; `blockTag` reads it as of an older block (confirmations). */
   outcomes(dealId: bigint, epoch: bigint, overrides?: { blockTag?: number }): Promise<bigint>;
+  /** Whether the renter requested a challenge of the deal in `epoch` (Market.requestChallenge). */
+  requestedChallenges(dealId: bigint, epoch: bigint): Promise<boolean>;
   answerChallenge(
     dealId: bigint,
     epoch: bigint,
@@ -154,7 +156,7 @@ const OUTCOME_PASSED = 1n;
 
 /** What {@link canSettle} reads. */
 export interface SettleView {
-  market: { outcomes(dealId: bigint, epoch: bigint): Promise<bigint> };
+  market: { outcomes(dealId: bigint, epoch: bigint): Promise<bigint>; requestedChallenges(dealId: bigint, epoch: bigint): Promise<boolean> };
   randomness: { seedOf(epoch: bigint): Promise<string> };
   clock: EpochClock;
   challengeProbabilityPpm: bigint;
@@ -173,7 +175,9 @@ export async function canSettle(view: SettleView, dealId: bigint, deal: Pick<Aud
   if ((await view.market.outcomes(dealId, e)) !== OUTCOME_NONE) return true;
   if (now >= answerDeadline(view.clock, e)) return true;
   const seed = await view.randomness.seedOf(e);
-  return BigInt(seed) !== 0n && !computeChallenge(seed, dealId, e, deal.pieceCount, view.challengeProbabilityPpm).challenged;
+  if (BigInt(seed) === 0n) return false;
+  const requested = deal.pieceCount > 0n && (await view.market.requestedChallenges(dealId, e));
+  return !computeChallenge(seed, dealId, e, deal.pieceCount, view.challengeProbabilityPpm, requested).challenged;
 }
 
 /** The smaller of two epochs (Math.min does not take bigints). */
@@ -262,7 +266,8 @@ export function createFarmerAuditWorker(init: FarmerAuditInit): Worker {
       log.debug("a co-signed state is not on chain yet; answering next round", { dealId: dealId.toString(), epoch: epoch.toString() });
       return;
     }
-    const challenge = computeChallenge(seed, dealId, epoch, deal.pieceCount, init.challengeProbabilityPpm);
+    const requested = deal.pieceCount > 0n && (await init.market.requestedChallenges(dealId, epoch));
+    const challenge = computeChallenge(seed, dealId, epoch, deal.pieceCount, init.challengeProbabilityPpm, requested);
     if (!challenge.challenged) {
       // The contract asks with the piece count current at answer time: an
       // empty deal may be challenged for this epoch once its first state lands.

@@ -48,6 +48,7 @@ export interface KeeperMarket {
   byteSecondsAt(dealId: bigint, t: bigint): Promise<bigint>;
   topUp(dealId: bigint, amount: bigint): Promise<SentTx>;
   outcomes(dealId: bigint, epoch: bigint): Promise<bigint>;
+  requestedChallenges(dealId: bigint, epoch: bigint): Promise<boolean>;
   settle(dealId: bigint, upToEpoch: bigint): Promise<SentTx>;
   closeDeal(dealId: bigint): Promise<SentTx>;
   withdrawable(account: string): Promise<bigint>;

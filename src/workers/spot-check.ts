@@ -42,6 +42,15 @@ export interface SpotCheckInit {
   random?: () => number;
   /** Called after each check (the repair worker listens). */
   onResult?: (farmer: string, ok: boolean) => void;
+  /**
+   * Asks the chain to challenge `farmer`'s deal in the next epoch
+   * (Market.requestChallenge), so an off-chain failure gets an on-chain
+   * verdict: called after a failed check, at most once per farmer per
+   * `requestIntervalMs`. Its errors are logged, never fatal.
+   */
+  requestChallenge?: (farmer: string, options: { signal: AbortSignal }) => Promise<void>;
+  /** Least time between two challenge requests for one farmer, ms (default: one hour). */
+  requestIntervalMs?: number;
   logger: Logger;
   signal?: AbortSignal | undefined;
 }
@@ -51,6 +60,19 @@ export function createSpotCheckWorker(init: SpotCheckInit): Worker {
   const random = init.random ?? Math.random;
   const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)]!;
   let round = 0;
+  const requestedAt = new Map<string, number>();
+  const request = async (farmer: string, signal: AbortSignal): Promise<void> => {
+    const last = requestedAt.get(farmer);
+    if (init.requestChallenge === undefined || (last !== undefined && Date.now() - last < (init.requestIntervalMs ?? 3_600_000))) return;
+    requestedAt.set(farmer, Date.now());
+    try {
+      await init.requestChallenge(farmer, { signal });
+      init.logger.info("requested an on-chain challenge after a failed spot check", { farmer });
+    } catch (error) {
+      if (signal.aborted) throw error;
+      init.logger.warn("could not request an on-chain challenge", { farmer, error: String(error) });
+    }
+  };
 
   const tick = async (signal: AbortSignal): Promise<void> => {
     round++;
@@ -78,6 +100,7 @@ export function createSpotCheckWorker(init: SpotCheckInit): Worker {
       if (result.corrupt) corrupt++;
       if (!result.ok) init.logger.warn("spot check failed", { farmer: holder.address, pieceId: piece.pieceId, corrupt: result.corrupt, error: String(result.error) });
       init.onResult?.(holder.address, result.ok);
+      if (!result.ok) await request(holder.address, signal);
     }
     init.logger.info(`spot-check round ${round}: ${checked.size} farmers checked, ${passed} passed, ${failed} failed (${corrupt} corrupt)`, {
       round,

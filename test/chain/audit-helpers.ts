@@ -15,7 +15,8 @@ export async function honestAnswer(
 ): Promise<AnswerSample[]> {
   const seed = await f.c.randomness.seedOf(epoch);
   const deal = await f.c.market.deal(dealId);
-  const ch = computeChallenge(seed, dealId, epoch, deal.pieceCount, BigInt(f.params.challengeProbabilityPpm));
+  const requested = await f.c.market.requestedChallenges(dealId, epoch);
+  const ch = computeChallenge(seed, dealId, epoch, deal.pieceCount, BigInt(f.params.challengeProbabilityPpm), requested);
   const [onChainChallenged, onChainHash] = await f.c.market.challengeOf(dealId, epoch);
   if (ch.hash !== onChainHash || ch.challenged !== onChainChallenged) throw new Error("challenge mismatch between TS and Solidity");
   return buildChallengeAnswer(ch, pieces, f.params.samplesPerChallenge, leafSourceFromData((id) => data.get(hexlify(id))));

@@ -241,3 +241,42 @@ test("disqualification: failures beyond the threshold slash the stake into claim
   await expectRevert(renterA.c.market.withdraw(), "NothingToWithdraw");
   await assertConservation(f, [farmer, renterA, renterB, late]);
 });
+
+test("a renter's requested challenge: only the renter, the next epoch is challenged at 0 ppm, answered or failed like any other", async (t) => {
+  const f = await startFixture(t, { ...TEST_PARAMS, challengeProbabilityPpm: 0 });
+  const farmer = await f.party();
+  const renter = await f.party();
+  await joinFarmer(f, farmer);
+  const dealId = await openDeal(f, renter, farmer, 8 * f.params.epochSeconds, 10_000n);
+  const p = makePieces(3, 5000);
+  const s = await coSign(f, dealId, renter, farmer, p.pieces, 1n, { totalBytes: 10n ** 11n });
+  await (await renter.c.market.updateState(dealId, s.state, s.renterSig, s.farmerSig)).wait();
+  await expectRevert(farmer.c.market.requestChallenge(dealId), "NotRenter");
+  const now = await f.epoch();
+  // Nothing is challenged by chance at 0 ppm.
+  await advanceTo(f, epochStart(f, now + 1n));
+  await f.fixSeed(now + 1n);
+  assert.equal((await f.c.market.challengeOf(dealId, now + 1n))[0], false);
+  // Requested in epoch now+1: epoch now+2 is challenged, now+3 is not.
+  const receipt = (await (await renter.c.market.requestChallenge(dealId)).wait())!;
+  assert.deepEqual(eventNames(f, receipt), ["ChallengeRequested"]);
+  assert.equal(await f.c.market.requestedChallenges(dealId, now + 2n), true);
+  const e = now + 2n;
+  await advanceTo(f, epochStart(f, e));
+  const seed = await f.fixSeed(e);
+  assert.equal((await f.c.market.challengeOf(dealId, e))[0], true);
+  assert.equal(computeChallenge(seed, dealId, e, 3n, 0n, true).challenged, true);
+  assert.equal(computeChallenge(seed, dealId, e, 3n, 0n, false).challenged, false);
+  // An honest answer passes; a farmer that does not answer fails after the deadline.
+  const answered = (await (await farmer.c.market.answerChallenge(dealId, e, await honestAnswer(f, dealId, e, p.pieces, p.data))).wait())!;
+  assert.ok(eventNames(f, answered).includes("ChallengePassed"));
+  await (await renter.c.market.requestChallenge(dealId)).wait();
+  const e2 = e + 1n;
+  await advanceTo(f, epochStart(f, e2));
+  await f.fixSeed(e2);
+  assert.equal((await f.c.market.challengeOf(dealId, e2))[0], true);
+  await advanceTo(f, await f.c.market.answerDeadline(e2));
+  const settled = (await (await renter.c.market.settle(dealId, e2)).wait())!;
+  assert.equal(failReason(f, settled), MISSING);
+  assert.equal((await f.c.market.challengeOf(dealId, e2 + 1n))[0], false, "a request covers one epoch");
+});

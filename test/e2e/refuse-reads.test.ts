@@ -68,6 +68,10 @@ test("a farmer that refuses reads is marked by spot checks, avoided, and repaire
   // how many it took depends on how many pieces (successful puts) it got.
   assert.ok(record !== undefined && record.failures >= 3 && record.failures > record.successes, `spot checks recorded the refusals: ${JSON.stringify(record)}`);
   assert.equal(ineligibleReason(asCandidate, record, {}, 1), "fails too often", "selection leaves it out");
+  // The failed checks asked the chain to challenge its deal with us (it answers those too).
+  const dealId = await f.c.market.latestDeal(node.address, refuser.wallet);
+  const requested = await f.c.market.queryFilter(f.c.market.filters.ChallengeRequested(dealId));
+  assert.ok(requested.length >= 1, "a failed spot check requested an on-chain challenge of the refusing farmer's deal");
   await stopNode();
 
   // It passes its on-chain audits all the while: the chain alone would not have caught it.

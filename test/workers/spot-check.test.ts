@@ -57,3 +57,38 @@ test("spot checks mark a farmer that refuses reads and one that corrupts; select
   await renter.put("/b", [new Uint8Array(randomBytes(4 * 64 * 1024))]);
   assert.deepEqual([refuser.pieces.size, corrupter.pieces.size], before, "no new piece goes to a farmer the spot checks caught");
 });
+
+test("a failed spot check requests an on-chain challenge of that farmer, at most once per interval; passing farmers never", async (t) => {
+  const net = new FakeNetwork(12);
+  const { renter, metadata } = await fakeRenter(t, net, { segmentSize: 64 * 1024 });
+  await renter.put("/a", [new Uint8Array(randomBytes(6 * 64 * 1024))]);
+  const refuser = net.farmers.find((f) => f.pieces.size > 0)!;
+  refuser.behaviour.refuseGets = true;
+  const requests: string[] = [];
+  let rounds = 0;
+  const worker = createSpotCheckWorker({
+    target: {
+      farmers: () => metadata.farmers(),
+      piecesOn: (a) => metadata.piecesOn(a),
+      spotCheck: (...args) => renter.spotCheck(...args),
+    },
+    intervalMs: 1,
+    checksPerRound: 10,
+    onResult: () => void rounds++,
+    requestChallenge: async (farmer) => {
+      requests.push(farmer);
+      throw new Error("the chain refused (logged, not fatal)");
+    },
+    requestIntervalMs: 3_600_000,
+    logger: silentLogger(),
+  });
+  worker.start();
+  t.after(() => worker.stop());
+  const deadline = Date.now() + 60_000;
+  while (requests.length === 0 || rounds < 200) {
+    assert.ok(Date.now() < deadline, "the refusing farmer is checked and many more checks run within a minute");
+    await sleep(20);
+  }
+  await worker.stop();
+  assert.deepEqual(requests, [refuser.address], "one request, for the failing farmer only, although it failed many checks");
+});
