@@ -109,6 +109,8 @@ export interface PutOptions {
 /** What {@link Renter.put} did. */
 export interface PutResult {
   path: string;
+  /** Inode of the committed file. */
+  inode: number;
   size: number;
   inline: boolean;
   segments: number;
@@ -119,6 +121,27 @@ export interface PutResult {
   replaced: number;
   /** Farmers whose deal state could not be co-signed yet (their new pieces expire unless a later sync succeeds). */
   unconfirmedFarmers: number;
+}
+
+/**
+ * A change of a committed file to store with {@link Renter.rewrite}: which
+ * segments may differ from the committed version, and the new bytes.
+ */
+export interface RewriteRequest {
+  /** Inode of the committed version the change was made to. */
+  baseInode: number;
+  /** The file's new size in bytes. */
+  size: number;
+  /** Byte ranges [start, end) written to since that version. */
+  written: ReadonlyArray<readonly [number, number]>;
+  /**
+   * The smallest size the file had since that version (truncations): bytes
+   * from here on may differ even where nothing wrote (a shrink then a grow
+   * leaves zeros).
+   */
+  unchangedBelow: number;
+  /** Reads exactly `length` bytes of the new content at `offset`. */
+  read(offset: number, length: number): Promise<Uint8Array>;
 }
 
 /** Per-piece view for `stat`. */
@@ -173,6 +196,12 @@ async function* prepend(head: Uint8Array[], iterator: AsyncIterator<Uint8Array>)
     if (next.done) return;
     yield next.value;
   }
+}
+
+/** Numbers the segments of a plaintext stream 0, 1, 2, …. */
+async function* numbered(chunks: AsyncIterable<Uint8Array>): AsyncGenerator<{ index: number; plaintext: Uint8Array }> {
+  let index = 0;
+  for await (const plaintext of chunks) yield { index: index++, plaintext };
 }
 
 function concat(chunks: Uint8Array[], total: number): Uint8Array {
@@ -276,7 +305,7 @@ export class Renter {
       const plaintext = concat(peek.head, peek.bytes);
       const salt = generateSegmentSalt();
       const sealed = sealSegment(deriveSegmentKey(fileKey, 0, salt), segmentId(fileId, 0), plaintext);
-      const { replaced } = await this.#c.metadata.commitFile(path, {
+      const { record, replaced } = await this.#c.metadata.commitFile(path, {
         ...stored,
         size: peek.bytes,
         content: { ...base, segmentCount: 0, inline: { salt: hex(salt), sealed: Buffer.from(sealed).toString("base64") } },
@@ -284,15 +313,90 @@ export class Renter {
       });
       options.onProgress?.(peek.bytes);
       await this.#afterReplace(replaced, signal);
-      return { path, size: peek.bytes, inline: true, segments: 0, piecesStored: 0, longTailCancelled: 0, replaced: 0, unconfirmedFarmers: 0 };
+      return { path, inode: record.inode, size: peek.bytes, inline: true, segments: 0, piecesStored: 0, longTailCancelled: 0, replaced: 0, unconfirmedFarmers: 0 };
     }
-    const { segments, size, stats } = await this.#storeSegments(secrets, redundancy, prepend(peek.head, iterator), signal, options.onProgress);
-    const { replaced } = await this.#c.metadata.commitFile(path, { ...stored, size, content: { ...base, segmentCount: segments.length }, segments });
+    const { segments, size, stats } = await this.#storeSegments(secrets, redundancy, numbered(segmentChunks(prepend(peek.head, iterator), this.segmentSize, { signal })), signal, options.onProgress);
+    const { record, replaced } = await this.#c.metadata.commitFile(path, { ...stored, size, content: { ...base, segmentCount: segments.length }, segments });
     const farmers = new Set(segments.flatMap((s) => Object.values(s.holders)));
     const unconfirmed = await this.syncDeals([...farmers], { signal });
     await this.#afterReplace(replaced, signal, farmers);
     const piecesStored = segments.reduce((n, s) => n + Object.keys(s.holders).length, 0);
-    return { path, size, inline: false, segments: segments.length, piecesStored, ...stats, unconfirmedFarmers: unconfirmed };
+    return { path, inode: record.inode, size, inline: false, segments: segments.length, piecesStored, ...stats, unconfirmedFarmers: unconfirmed };
+  }
+
+  /**
+   * Stores a change of the committed file at `remotePath` by re-uploading
+   * only the segments it touched (see {@link RewriteRequest}): each of them
+   * is sealed again under a fresh random salt — so a new key, new piece ids,
+   * and never a nonce reused with other plaintext — with the file's own key
+   * and id; every other segment keeps its salt and its pieces. One metadata
+   * batch ({@link MetadataDb.commitRewrite}) swaps the segments in; the
+   * pieces of replaced segments are then deleted on their farmers like those
+   * of a replaced file. Resolves `undefined`, having stored nothing, when a
+   * whole-file {@link put} is needed instead: the file at the path is no
+   * longer `baseInode`, is inline or becomes small enough to be, or was
+   * stored with another segment size or redundancy than this renter uses.
+   */
+  async rewrite(remotePath: string, request: RewriteRequest, options: PutOptions = {}): Promise<PutResult | undefined> {
+    const path = normalizePath(remotePath);
+    const signal = options.signal;
+    let record: InodeRecord;
+    try {
+      record = await this.#c.metadata.lookup(path);
+    } catch (error) {
+      if (isDstorError(error, "NO_SUCH_FILE", "NOT_A_DIRECTORY")) return undefined;
+      throw error;
+    }
+    const file = record.file;
+    const { size } = request;
+    if (record.inode !== request.baseInode || record.type !== "file" || file === undefined || file.inline !== undefined || file.segmentCount === 0) return undefined;
+    if (file.segmentSize !== this.segmentSize || file.redundancy !== formatRedundancyStrategy(this.strategy) || size <= INLINE_MAX_BYTES) return undefined;
+    const segmentSize = file.segmentSize;
+    const old = new Map((await this.#c.metadata.segments(record.inode)).map((s) => [s.index, s]));
+    const dirty = new Set<number>();
+    for (const [start, end] of request.written) {
+      for (let index = Math.floor(start / segmentSize); index * segmentSize < end; index++) dirty.add(index);
+    }
+    const keep: number[] = [];
+    const changed: number[] = [];
+    for (let index = 0; index < Math.ceil(size / segmentSize); index++) {
+      const start = index * segmentSize;
+      const end = Math.min(start + segmentSize, size);
+      const unchanged =
+        !dirty.has(index) && end <= request.unchangedBelow && end === Math.min(start + segmentSize, record.size) && old.get(index)?.plaintextLength === end - start;
+      (unchanged ? keep : changed).push(index);
+    }
+    const secrets: FileSecrets = { fileKey: fromHex(file.fileKey), fileId: fromHex(file.fileId), pieceIdKey: this.#init.pieceIdKey };
+    const read = request.read;
+    async function* plaintexts(): AsyncGenerator<{ index: number; plaintext: Uint8Array }> {
+      for (const index of changed) {
+        const plaintext = await read(index * segmentSize, Math.min(segmentSize, size - index * segmentSize));
+        if (plaintext.byteLength !== Math.min(segmentSize, size - index * segmentSize)) throw new DstorError("INVALID_ARGUMENT", `segment ${index} of ${path}: the source gave ${plaintext.byteLength} bytes`);
+        yield { index, plaintext };
+      }
+    }
+    const { segments, stats } = await this.#storeSegments(secrets, file.redundancy, plaintexts(), signal, options.onProgress);
+    let committed: Awaited<ReturnType<MetadataDb["commitRewrite"]>>;
+    try {
+      committed = await this.#c.metadata.commitRewrite(path, record.inode, {
+        content: file,
+        size,
+        segments,
+        keep,
+        mode: options.mode ?? record.mode,
+        mtimeMs: options.mtimeMs ?? Date.now(),
+      });
+    } catch (error) {
+      await this.#deleteStored(segments, secrets.fileKey);
+      if (isDstorError(error, "NO_SUCH_FILE")) return undefined;
+      throw error;
+    }
+    const farmers = new Set(segments.flatMap((s) => Object.values(s.holders)));
+    const unconfirmed = await this.syncDeals([...farmers], { signal });
+    if (committed.replaced.segments.length > 0) await this.#afterReplace(committed.replaced, signal, farmers);
+    const piecesStored = segments.reduce((n, s) => n + Object.keys(s.holders).length, 0);
+    this.#log.debug("rewrote changed segments", { path, rewritten: changed.length, kept: keep.length });
+    return { path, inode: committed.record.inode, size, inline: false, segments: segments.length, piecesStored, ...stats, unconfirmedFarmers: unconfirmed };
   }
 
   /**
@@ -303,7 +407,7 @@ export class Renter {
   async #storeSegments(
     secrets: FileSecrets,
     redundancy: string,
-    source: AsyncIterable<Uint8Array>,
+    source: AsyncIterable<{ index: number; plaintext: Uint8Array }>,
     signal: AbortSignal | undefined,
     onProgress: ProgressFn | undefined,
   ): Promise<{ segments: SegmentMeta[]; size: number; stats: { longTailCancelled: number; replaced: number } }> {
@@ -320,15 +424,15 @@ export class Renter {
     let done = 0;
     let failure: unknown;
     try {
-      let index = 0;
-      for await (const plaintext of segmentChunks(source, this.segmentSize, { signal: controller.signal })) {
+      let slot = 0;
+      for await (const { index, plaintext } of source) {
         while (inFlight.size >= (this.#init.segmentsInFlight ?? SEGMENTS_IN_FLIGHT)) await Promise.race(inFlight.values());
         if (failure !== undefined) break;
         throwIfAborted(controller.signal);
         size += plaintext.byteLength;
         const layout = pool.pop() ?? new Uint8Array(Buffer.allocUnsafeSlow(layoutBytes).buffer, 0, layoutBytes);
         const encoded = encodeSegment(pipeline, secrets, index, plaintext, { layout });
-        const i = index++;
+        const i = slot++;
         const task = this.#uploadSegment(encoded, stats, controller.signal)
           .then((meta) => {
             segments[i] = meta;
@@ -375,7 +479,7 @@ export class Renter {
     const redundancy = formatRedundancyStrategy(this.strategy);
     const secrets: FileSecrets = { fileKey: options.fileKey, fileId: options.fileId, pieceIdKey: this.#init.pieceIdKey };
     const iterable = Symbol.asyncIterator in source ? source : (async function* () { yield* source as Iterable<Uint8Array>; })();
-    const { segments, size } = await this.#storeSegments(secrets, redundancy, iterable, options.signal, options.onProgress);
+    const { segments, size } = await this.#storeSegments(secrets, redundancy, numbered(segmentChunks(iterable, this.segmentSize, { signal: options.signal })), options.signal, options.onProgress);
     const content = { fileKey: hex(options.fileKey), fileId: hex(options.fileId), segmentSize: this.segmentSize, redundancy, segmentCount: segments.length };
     return { content, size, segments };
   }
