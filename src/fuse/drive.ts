@@ -73,16 +73,25 @@ export interface StagedChange {
   read(offset: number, length: number): Promise<Uint8Array>;
 }
 
+/** Options of {@link DriveData.put} and {@link DriveData.rewrite}. */
+export interface DriveUploadOptions {
+  mode?: number;
+  mtimeMs?: number;
+  signal?: AbortSignal | undefined;
+  /** `background`: resolve once committed; co-sign the deal states later, coalesced (the renter's `PutOptions.dealSync`). */
+  dealSync?: "wait" | "background" | undefined;
+}
+
 /** The data operations the drive needs (satisfied by `Renter`). */
 export interface DriveData {
   /** Stores a whole file; resolves with the committed inode. */
-  put(path: string, source: AsyncIterable<Uint8Array>, options: { mode?: number; mtimeMs?: number; signal?: AbortSignal | undefined }): Promise<{ inode?: number | undefined }>;
+  put(path: string, source: AsyncIterable<Uint8Array>, options: DriveUploadOptions): Promise<{ inode?: number | undefined }>;
   /**
    * Stores a change by re-uploading only the segments it touched; resolves
    * `undefined` (nothing stored) when a whole {@link put} is needed instead.
    * Optional: without it every upload is a whole put.
    */
-  rewrite?(path: string, change: StagedChange, options: { mode?: number; mtimeMs?: number; signal?: AbortSignal | undefined }): Promise<{ inode?: number | undefined } | undefined>;
+  rewrite?(path: string, change: StagedChange, options: DriveUploadOptions): Promise<{ inode?: number | undefined } | undefined>;
   read(path: string, options?: { signal?: AbortSignal | undefined }): AsyncIterable<Uint8Array>;
   readRange(path: string, offset: number, length: number, options?: { signal?: AbortSignal | undefined }): Promise<Uint8Array>;
   flushDeletes(options?: { signal?: AbortSignal | undefined }): Promise<unknown>;
@@ -669,7 +678,8 @@ export class Drive {
         // Writes from here on are changes of the version this upload commits.
         const taken = item.staging.changes.take(size);
         try {
-          const put = { mode, mtimeMs, signal: options.signal };
+          // fsync waits for the farmers' deal states too; write-back lets them be co-signed later, many files in one round trip per farmer.
+          const put: DriveUploadOptions = { mode, mtimeMs, signal: options.signal, dealSync: options.durable === true ? "wait" : "background" };
           let committed: { inode?: number | undefined } | undefined;
           if (item.base !== undefined && this.#data.rewrite !== undefined) {
             const change = { baseInode: item.base, size, written: taken.ranges, unchangedBelow: taken.unchangedBelow, read: (offset: number, length: number) => this.#readStaged(item.staging, offset, length) };

@@ -39,7 +39,7 @@
  * layout pool (used only by the upload loop that owns it) and the farmer
  * candidate cache (replaced wholesale).
  */
-import { abortReason, throwIfAborted } from "../core/abort.js";
+import { abortReason, raceSignal, throwIfAborted } from "../core/abort.js";
 import { DstorError, isDstorError } from "../core/errors.js";
 import { type Logger, silentLogger } from "../core/logging.js";
 import { openBlocks, openSegment, sealedLength, sealedRangeFor, sealSegment } from "../crypto/aead.js";
@@ -53,6 +53,7 @@ import { normalizePath } from "../metadata/db.js";
 import { type FarmerRecord, INLINE_MAX_BYTES, type InodeRecord, type SegmentMeta, SNAPSHOT_INODE, type StoredFile } from "../metadata/types.js";
 import { createSegmentPipeline, type EncodedSegment, encodeSegment, type FileSecrets, segmentChunks, segmentLayoutBytes, type SegmentPipelineComponents } from "../pipeline/index.js";
 import { OrderAction } from "../protocol/orders.js";
+import { Coalescer } from "./coalesce.js";
 import { failureDomain, type SelectionPolicy, selectFarmers } from "./selection.js";
 import type { DealProvider, FarmerCandidate, FarmerDirectory, FarmerRef, OrderAuthority, PieceTransport } from "./types.js";
 
@@ -104,6 +105,15 @@ export interface PutOptions {
   mode?: number;
   mtimeMs?: number;
   onProgress?: ProgressFn | undefined;
+  /**
+   * `wait` (the default): resolve only once the holders' deal states list
+   * the new pieces (and replaced pieces are deleted). `background`: resolve
+   * once the file is committed and co-sign in the background, coalesced
+   * with other uploads' syncs ({@link Renter.settle} waits for them). Write-back
+   * uses it: farmers keep an unconfirmed piece for an hour, and a sync
+   * serving many files costs one round trip per farmer instead of one per file.
+   */
+  dealSync?: "wait" | "background" | undefined;
 }
 
 /** What {@link Renter.put} did. */
@@ -119,7 +129,7 @@ export interface PutResult {
   longTailCancelled: number;
   /** Puts that failed and were replaced. */
   replaced: number;
-  /** Farmers whose deal state could not be co-signed yet (their new pieces expire unless a later sync succeeds). */
+  /** Farmers whose deal state could not be co-signed yet, or (`dealSync: "background"`) is still being co-signed (their new pieces expire unless a later sync succeeds). */
   unconfirmedFarmers: number;
 }
 
@@ -198,6 +208,11 @@ async function* prepend(head: Uint8Array[], iterator: AsyncIterator<Uint8Array>)
   }
 }
 
+/** An uninitialised buffer for a segment's piece layout (encodeSegment writes every byte it uses). */
+function layoutBuffer(bytes: number): Uint8Array {
+  return new Uint8Array(Buffer.allocUnsafeSlow(bytes).buffer, 0, bytes);
+}
+
 /** Numbers the segments of a plaintext stream 0, 1, 2, …. */
 async function* numbered(chunks: AsyncIterable<Uint8Array>): AsyncGenerator<{ index: number; plaintext: Uint8Array }> {
   let index = 0;
@@ -224,6 +239,13 @@ export class Renter {
   readonly #pipelines = new Map<string, { pipeline: SegmentPipelineComponents; coder: ErasureCoder }>();
   #candidates: { at: number; list: FarmerCandidate[] } | undefined;
   readonly #knownDeals = new Map<string, bigint>();
+  /** Deal syncs and deletes of uploads that did not wait for them (see {@link settle}). */
+  readonly #backgroundSyncs = new Set<Promise<void>>();
+  /** Deal-state syncs per farmer (see {@link syncDeals}). */
+  readonly #dealSyncs = new Coalescer<string>(async (address) => {
+    const pieces = (await this.#c.metadata.piecesOn(address)).map((p) => ({ pieceId: p.pieceId, root: p.root, size: p.size }));
+    await this.#c.deals.syncState?.call(this.#c.deals, await this.#farmerRef(address), pieces, {});
+  });
 
   constructor(components: RenterComponents, init: RenterInit) {
     this.#c = components;
@@ -312,14 +334,13 @@ export class Renter {
         segments: [],
       });
       options.onProgress?.(peek.bytes);
-      await this.#afterReplace(replaced, signal);
+      await this.#afterCommit(new Set(), replaced, options);
       return { path, inode: record.inode, size: peek.bytes, inline: true, segments: 0, piecesStored: 0, longTailCancelled: 0, replaced: 0, unconfirmedFarmers: 0 };
     }
     const { segments, size, stats } = await this.#storeSegments(secrets, redundancy, numbered(segmentChunks(prepend(peek.head, iterator), this.segmentSize, { signal })), signal, options.onProgress);
     const { record, replaced } = await this.#c.metadata.commitFile(path, { ...stored, size, content: { ...base, segmentCount: segments.length }, segments });
     const farmers = new Set(segments.flatMap((s) => Object.values(s.holders)));
-    const unconfirmed = await this.syncDeals([...farmers], { signal });
-    await this.#afterReplace(replaced, signal, farmers);
+    const unconfirmed = await this.#afterCommit(farmers, replaced, options);
     const piecesStored = segments.reduce((n, s) => n + Object.keys(s.holders).length, 0);
     return { path, inode: record.inode, size, inline: false, segments: segments.length, piecesStored, ...stats, unconfirmedFarmers: unconfirmed };
   }
@@ -392,8 +413,7 @@ export class Renter {
       throw error;
     }
     const farmers = new Set(segments.flatMap((s) => Object.values(s.holders)));
-    const unconfirmed = await this.syncDeals([...farmers], { signal });
-    if (committed.replaced.segments.length > 0) await this.#afterReplace(committed.replaced, signal, farmers);
+    const unconfirmed = await this.#afterCommit(farmers, committed.replaced.segments.length > 0 ? committed.replaced : undefined, options);
     const piecesStored = segments.reduce((n, s) => n + Object.keys(s.holders).length, 0);
     this.#log.debug("rewrote changed segments", { path, rewritten: changed.length, kept: keep.length });
     return { path, inode: committed.record.inode, size, inline: false, segments: segments.length, piecesStored, ...stats, unconfirmedFarmers: unconfirmed };
@@ -430,7 +450,10 @@ export class Renter {
         if (failure !== undefined) break;
         throwIfAborted(controller.signal);
         size += plaintext.byteLength;
-        const layout = pool.pop() ?? new Uint8Array(Buffer.allocUnsafeSlow(layoutBytes).buffer, 0, layoutBytes);
+        // Full segments reuse pooled layouts; a short one (a small file, a last segment) gets one of its own size.
+        const need = segmentLayoutBytes(pipeline.coder, plaintext.byteLength);
+        const full = need > layoutBytes / 2;
+        const layout = (full ? pool.pop() : undefined) ?? layoutBuffer(full ? layoutBytes : need);
         const encoded = encodeSegment(pipeline, secrets, index, plaintext, { layout });
         const i = slot++;
         const task = this.#uploadSegment(encoded, stats, controller.signal)
@@ -444,7 +467,7 @@ export class Renter {
             controller.abort(error);
           })
           .finally(() => {
-            pool.push(layout);
+            if (layout.byteLength === layoutBytes) pool.push(layout);
             inFlight.delete(i);
           });
         inFlight.set(i, task);
@@ -498,6 +521,34 @@ export class Renter {
 
   async #afterReplace(replaced: RemovedFile | undefined, signal: AbortSignal | undefined, synced?: ReadonlySet<string>): Promise<void> {
     if (replaced !== undefined) await this.flushDeletes({ signal, ...(synced === undefined ? {} : { synced }) }).catch((error: unknown) => this.#log.warn("deleting replaced pieces failed; will retry", { error }));
+  }
+
+  /**
+   * After a commit: co-signs the deal states of `farmers` (the new pieces'
+   * holders), then deletes what the commit replaced — now, or in the
+   * background (see {@link PutOptions.dealSync}). Resolves with the number of
+   * farmers not (yet) co-signed.
+   */
+  async #afterCommit(farmers: ReadonlySet<string>, replaced: RemovedFile | undefined, options: PutOptions): Promise<number> {
+    if (options.dealSync !== "background") {
+      const unconfirmed = farmers.size === 0 ? 0 : await this.syncDeals([...farmers], { signal: options.signal });
+      await this.#afterReplace(replaced, options.signal, farmers);
+      return unconfirmed;
+    }
+    if (farmers.size === 0 && replaced === undefined) return 0;
+    const task = (async () => {
+      // syncDeals logs and counts its own failures; the next sync of a farmer covers them.
+      if (farmers.size > 0) await this.syncDeals([...farmers]);
+      await this.#afterReplace(replaced, undefined, farmers);
+    })().catch((error: unknown) => this.#log.warn("background deal sync failed; the next sync retries it", { error }));
+    this.#backgroundSyncs.add(task);
+    void task.finally(() => this.#backgroundSyncs.delete(task));
+    return farmers.size;
+  }
+
+  /** Waits for the deal-state syncs and deletes of uploads that did not wait for them (`dealSync: "background"`). */
+  async settle(): Promise<void> {
+    while (this.#backgroundSyncs.size > 0) await Promise.all([...this.#backgroundSyncs]);
   }
 
   /** Best-effort deletion of pieces of an upload that did not commit. */
@@ -907,16 +958,21 @@ export class Renter {
    * pieces metadata says it holds (farmers expire pieces that no co-signed
    * state lists). Resolves with the number of farmers that could not be
    * synced; they are retried by the next sync.
+   *
+   * Syncs are coalesced per farmer ({@link Coalescer}): each reads the
+   * farmer's piece list when it starts, so callers arriving while one runs
+   * share the next — many small uploads finishing close together cost one
+   * co-sign round trip and one chain transaction per farmer, not one per
+   * file. A shared sync runs without any one caller's signal (the co-sign
+   * has its own deadline); `signal` only stops this caller's wait.
    */
   async syncDeals(farmers: readonly string[], options: { signal?: AbortSignal | undefined } = {}): Promise<number> {
-    const sync = this.#c.deals.syncState;
-    if (sync === undefined) return 0;
+    if (this.#c.deals.syncState === undefined) return 0;
     let failed = 0;
     await Promise.all(
       farmers.map(async (address) => {
         try {
-          const pieces = (await this.#c.metadata.piecesOn(address)).map((p) => ({ pieceId: p.pieceId, root: p.root, size: p.size }));
-          await sync.call(this.#c.deals, await this.#farmerRef(address), pieces, { signal: options.signal });
+          await raceSignal(this.#dealSyncs.run(address), options.signal);
         } catch (error) {
           failed++;
           this.#log.warn("deal state not co-signed yet; its new pieces stay unconfirmed", { farmer: address, error });
