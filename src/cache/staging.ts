@@ -33,6 +33,79 @@ export interface StagingItem {
   readonly dataPath: string;
   readonly handle: FileHandle;
   record: StagingRecord;
+  /** What changed since the content was last committed (or staged from a committed file). */
+  readonly changes: ChangedRanges;
+}
+
+/** What {@link ChangedRanges.take} hands to an upload. */
+export interface TakenChanges {
+  /** Byte ranges [start, end) written to, sorted and disjoint. */
+  ranges: Array<[number, number]>;
+  /** The smallest size the file had: bytes from here on may differ even where nothing wrote. */
+  unchangedBelow: number;
+}
+
+/**
+ * Which bytes of a staged file may differ from the committed version it
+ * started from, so an upload can re-store only the segments they fall in
+ * (the rest keep their pieces). Kept in memory only: a journal replay after
+ * a crash uploads the whole file. Ranges written to are merged as they
+ * arrive (sequential writes stay one range); past {@link MAX_RANGES} they
+ * collapse into one range spanning all, which only over-states the change.
+ * A truncation lowers `unchangedBelow`: a shrink then a grow leaves zeros
+ * where nothing wrote.
+ */
+export class ChangedRanges {
+  /** Most separate ranges kept before they collapse into one. */
+  static readonly MAX_RANGES = 4096;
+  #ranges: Array<[number, number]> = [];
+  #unchangedBelow: number;
+
+  /** Starts clean for a committed version of `size` bytes. */
+  constructor(size: number) {
+    this.#unchangedBelow = size;
+  }
+
+  /** Records a write of `length` bytes at `position`. */
+  write(position: number, length: number): void {
+    if (length <= 0) return;
+    let start = position;
+    let end = position + length;
+    const kept: Array<[number, number]> = [];
+    let at = 0;
+    for (const [s, e] of this.#ranges) {
+      if (e < start) {
+        kept.push([s, e]);
+        at = kept.length;
+      } else if (s > end) {
+        kept.push([s, e]);
+      } else {
+        start = Math.min(start, s);
+        end = Math.max(end, e);
+      }
+    }
+    kept.splice(at, 0, [start, end]);
+    this.#ranges = kept.length > ChangedRanges.MAX_RANGES ? [[kept[0]![0], kept[kept.length - 1]![1]]] : kept;
+  }
+
+  /** Records a truncation to `size` bytes. */
+  truncate(size: number): void {
+    this.#unchangedBelow = Math.min(this.#unchangedBelow, size);
+  }
+
+  /** Hands the changes to an upload and starts clean for the version of `size` bytes it commits. */
+  take(size: number): TakenChanges {
+    const taken = { ranges: this.#ranges, unchangedBelow: this.#unchangedBelow };
+    this.#ranges = [];
+    this.#unchangedBelow = size;
+    return taken;
+  }
+
+  /** Gives back what an upload that failed took, merged with what changed since. */
+  restore(taken: TakenChanges): void {
+    for (const [s, e] of taken.ranges) this.write(s, e - s);
+    this.#unchangedBelow = Math.min(this.#unchangedBelow, taken.unchangedBelow);
+  }
 }
 
 /** A journal entry left by an earlier process. */
@@ -65,7 +138,7 @@ export class StagingArea {
     const id = randomBytes(12).toString("hex");
     const dataPath = this.#data(id);
     const handle = await open(dataPath, "w+", 0o600);
-    const item: StagingItem = { id, dataPath, handle, record: { ...record } };
+    const item: StagingItem = { id, dataPath, handle, record: { ...record }, changes: new ChangedRanges(record.size) };
     try {
       await this.writeRecord(item, options);
     } catch (error) {

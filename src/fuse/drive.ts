@@ -12,10 +12,19 @@
  *            Reads, writes and truncates hit the staging file; getattr and
  *            readdir see the staged size and attributes.
  * A file becomes staged when it is created, opened for writing or
- * truncated; it is uploaded (`put`, whole file, then one metadata batch) on
- * fsync — which waits — and after its last release — in the background
- * (write-back). When an upload finishes and nothing changed meanwhile, a
- * file nobody holds open goes back to clean and its staging item is deleted.
+ * truncated; it is uploaded on fsync — which waits — and after its last
+ * release — in the background (write-back). When an upload finishes and
+ * nothing changed meanwhile, a file nobody holds open goes back to clean and
+ * its staging item is deleted.
+ *
+ * What an upload stores: a staged file that is a change of a committed
+ * version (`OpenItem.base`: the file it was staged from, or what its last
+ * upload committed) goes through `rewrite`, which re-stores only the
+ * segments the byte ranges written since then (`StagingItem.changes`) or a
+ * truncation touched — an append re-stores the last segment onward, a patch
+ * in the middle one segment. Everything else (a new file, one truncated to
+ * zero, one the renter cannot rewrite) is a whole `put`. Either way one
+ * metadata batch commits it.
  *
  * Symlinks are metadata records (`symlink`, `readlink`); the kernel resolves
  * them above the FUSE edge, so every path the drive sees is already resolved
@@ -54,9 +63,38 @@ export interface DriveMetadata {
   removexattr(path: string, name: string): Promise<InodeRecord>;
 }
 
+/** A change of a committed file, for {@link DriveData.rewrite} (the renter's `RewriteRequest`). */
+export interface StagedChange {
+  /** Inode of the committed version the staged file started from. */
+  baseInode: number;
+  size: number;
+  /** Byte ranges [start, end) written to since then. */
+  written: ReadonlyArray<readonly [number, number]>;
+  /** Smallest size the file had since then. */
+  unchangedBelow: number;
+  /** Reads exactly `length` bytes of the staged content at `offset`. */
+  read(offset: number, length: number): Promise<Uint8Array>;
+}
+
+/** Options of {@link DriveData.put} and {@link DriveData.rewrite}. */
+export interface DriveUploadOptions {
+  mode?: number;
+  mtimeMs?: number;
+  signal?: AbortSignal | undefined;
+  /** `background`: resolve once committed; co-sign the deal states later, coalesced (the renter's `PutOptions.dealSync`). */
+  dealSync?: "wait" | "background" | undefined;
+}
+
 /** The data operations the drive needs (satisfied by `Renter`). */
 export interface DriveData {
-  put(path: string, source: AsyncIterable<Uint8Array>, options: { mode?: number; mtimeMs?: number; signal?: AbortSignal | undefined }): Promise<unknown>;
+  /** Stores a whole file; resolves with the committed inode. */
+  put(path: string, source: AsyncIterable<Uint8Array>, options: DriveUploadOptions): Promise<{ inode?: number | undefined }>;
+  /**
+   * Stores a change by re-uploading only the segments it touched; resolves
+   * `undefined` (nothing stored) when a whole {@link put} is needed instead.
+   * Optional: without it every upload is a whole put.
+   */
+  rewrite?(path: string, change: StagedChange, options: DriveUploadOptions): Promise<{ inode?: number | undefined } | undefined>;
   read(path: string, options?: { signal?: AbortSignal | undefined }): AsyncIterable<Uint8Array>;
   readRange(path: string, offset: number, length: number, options?: { signal?: AbortSignal | undefined }): Promise<Uint8Array>;
   flushDeletes(options?: { signal?: AbortSignal | undefined }): Promise<unknown>;
@@ -105,6 +143,12 @@ interface OpenItem {
   unlinked: boolean;
   /** Tail of this item's upload chain. */
   chain: Promise<void>;
+  /**
+   * Inode of the committed version the staged content is a change of (what
+   * `staging.changes` is relative to); undefined while there is none, or
+   * after a truncation to zero (a whole upload then).
+   */
+  base: number | undefined;
 }
 
 interface Handle {
@@ -247,8 +291,11 @@ export class Drive {
   /** Names in directory `path`, staged files included. */
   async readdir(path: string): Promise<string[]> {
     const p = norm(path);
+    // Staged names first: an upload that commits while metadata is read takes its item out of staging only after the commit, so every file is in one list or the other.
+    const staged: string[] = [];
+    for (const itemPath of this.#items.keys()) if (parentOf(itemPath) === p) staged.push(itemPath.slice(itemPath.lastIndexOf("/") + 1));
     const names = new Set((await this.#meta.readdir(p)).map((e) => e.name));
-    for (const itemPath of this.#items.keys()) if (parentOf(itemPath) === p) names.add(itemPath.slice(itemPath.lastIndexOf("/") + 1));
+    for (const name of staged) names.add(name);
     return [...names].sort();
   }
 
@@ -571,7 +618,7 @@ export class Drive {
       await this.#staging.discard(staging);
       return raced;
     }
-    const item: OpenItem = { staging, opens: 0, generation: truncate ? 1 : 0, uploaded: truncate ? -1 : 0, unlinked: false, chain: Promise.resolve() };
+    const item: OpenItem = { staging, opens: 0, generation: truncate ? 1 : 0, uploaded: truncate ? -1 : 0, unlinked: false, chain: Promise.resolve(), base: truncate ? undefined : record.inode };
     this.#items.set(p, item);
     return item;
   }
@@ -597,7 +644,7 @@ export class Drive {
     }
     if (exists) return this.#addHandle({ path: p, item: await this.#stage(p, true) });
     const staging = await this.#staging.create({ path: p, size: 0, mode: mode & 0o7777, mtimeMs: Date.now() }, { durable: false });
-    const item: OpenItem = { staging, opens: 0, generation: 1, uploaded: -1, unlinked: false, chain: Promise.resolve() };
+    const item: OpenItem = { staging, opens: 0, generation: 1, uploaded: -1, unlinked: false, chain: Promise.resolve(), base: undefined };
     this.#items.set(p, item);
     return this.#addHandle({ path: p, item });
   }
@@ -658,6 +705,7 @@ export class Drive {
     if (h.item === undefined) throw new DstorError("INVALID_ARGUMENT", "the file was not opened for writing");
     const item = h.item;
     const { bytesWritten } = await item.staging.handle.write(buffer, 0, length, position);
+    item.staging.changes.write(position, bytesWritten);
     item.generation++;
     const r = item.staging.record;
     r.size = Math.max(r.size, position + bytesWritten);
@@ -667,6 +715,7 @@ export class Drive {
 
   async #truncateItem(item: OpenItem, size: number): Promise<void> {
     await item.staging.handle.truncate(size);
+    item.staging.changes.truncate(size);
     item.staging.record.size = size;
     item.staging.record.mtimeMs = Date.now();
     item.generation++;
@@ -752,10 +801,25 @@ export class Drive {
       if (item.unlinked) return;
       if (item.generation !== item.uploaded) {
         const generation = item.generation;
-        const { path, mode, mtimeMs } = item.staging.record;
+        const { path, mode, mtimeMs, size } = item.staging.record;
         // Durable before an upload fsync waits for; a background upload needs only what close gave.
         await this.#staging.writeRecord(item.staging, { durable: options.durable === true });
-        await this.#data.put(path, stagedReadStream(item.staging.dataPath, item.staging.record.size), { mode, mtimeMs, signal: options.signal });
+        // Writes from here on are changes of the version this upload commits.
+        const taken = item.staging.changes.take(size);
+        try {
+          // fsync waits for the farmers' deal states too; write-back lets them be co-signed later, many files in one round trip per farmer.
+          const put: DriveUploadOptions = { mode, mtimeMs, signal: options.signal, dealSync: options.durable === true ? "wait" : "background" };
+          let committed: { inode?: number | undefined } | undefined;
+          if (item.base !== undefined && this.#data.rewrite !== undefined) {
+            const change = { baseInode: item.base, size, written: taken.ranges, unchangedBelow: taken.unchangedBelow, read: (offset: number, length: number) => this.#readStaged(item.staging, offset, length) };
+            committed = await this.#data.rewrite(path, change, put);
+          }
+          committed ??= await this.#data.put(path, stagedReadStream(item.staging.dataPath, size), put);
+          item.base = committed.inode;
+        } catch (error) {
+          item.staging.changes.restore(taken);
+          throw error;
+        }
         item.uploaded = generation;
         // chmod/utimens during the put changed only the record: commit them without another upload.
         const now = item.staging.record;
@@ -771,6 +835,17 @@ export class Drive {
     });
     item.chain = run.catch(() => {});
     return run;
+  }
+
+  /** Exactly `length` bytes of a staged file at `offset` (zeros past its end: a truncation raced the upload, which a later one repeats). */
+  async #readStaged(staging: StagingItem, offset: number, length: number): Promise<Uint8Array> {
+    const out = Buffer.alloc(length);
+    for (let at = 0; at < length; ) {
+      const { bytesRead } = await staging.handle.read(out, at, length - at, offset + at);
+      if (bytesRead === 0) break;
+      at += bytesRead;
+    }
+    return out;
   }
 
   /** Uploads every staged file (used before unmounting); returns how many failed. */

@@ -455,6 +455,79 @@ export class MetadataDb {
     });
   }
 
+  /**
+   * Commits a partial rewrite of the file at `path`, in one batch. The file
+   * gets a new inode (as every committed write does, so chunks cached under
+   * the old one are never served for the new content) whose segments are
+   * `stored.segments` (the rewritten ones, under fresh salts) plus the old
+   * inode's segments listed in `keep`, carried over unchanged with their
+   * salts and pieces (their piece references are re-pointed at the new
+   * inode). The pieces of every old segment not kept move to the
+   * pending-delete set; those segments are returned as `replaced`. `NO_SUCH_FILE` (and nothing written) when `path` is no
+   * longer inode `baseInode`; `INVALID_ARGUMENT` when kept and new segments
+   * do not make up segments 0 … n−1 exactly once.
+   */
+  commitRewrite(
+    path: string,
+    baseInode: number,
+    stored: StoredFile & { keep: readonly number[] },
+  ): Promise<{ record: InodeRecord; replaced: RemovedFile }> {
+    return this.#write(async () => {
+      const { parent, name } = await this.#resolveParent(path);
+      const existing = await this.#child(parent.inode, name);
+      if (existing?.inode !== baseInode || existing.type !== "file") {
+        throw new DstorError("NO_SUCH_FILE", `${normalizePath(path)} changed before its rewrite was committed`, { details: { path } });
+      }
+      const indexes = [...stored.keep, ...stored.segments.map((s) => s.index)].sort((a, b) => a - b);
+      if (indexes.some((index, i) => index !== i)) throw new DstorError("INVALID_ARGUMENT", `a rewrite of ${normalizePath(path)} must cover segments 0 … n−1 exactly once`);
+      const old = new Map((await this.segments(baseInode)).map((s) => [s.index, s]));
+      const keep = new Set(stored.keep);
+      for (const index of keep) if (!old.has(index)) throw new DstorError("INVALID_ARGUMENT", `segment ${index} of ${normalizePath(path)} is not stored and cannot be kept`);
+      const ops: BatchOp[] = [];
+      const inode = await this.#allocInode(ops);
+      const record: InodeRecord = {
+        inode,
+        type: "file",
+        mode: stored.mode ?? existing.mode,
+        mtimeMs: stored.mtimeMs ?? Date.now(),
+        size: stored.size,
+        file: { ...stored.content, segmentCount: indexes.length },
+        ...(existing.xattrs === undefined ? {} : { xattrs: existing.xattrs }),
+      };
+      const dropped: SegmentMeta[] = [];
+      for (const s of old.values()) {
+        ops.push({ type: "del", key: segmentKey(baseInode, s.index) });
+        const kept = keep.has(s.index);
+        if (!kept) dropped.push(s);
+        for (const [number, farmer] of Object.entries(s.holders)) {
+          const n = Number(number);
+          const ref: PieceRef = { pieceId: s.pieceIds[n]!, root: s.pieceRoots[n]!, size: s.pieceSize, inode: kept ? inode : baseInode, segment: s.index, number: n };
+          if (kept) {
+            ops.push({ type: "put", key: pieceKey(farmer, ref.pieceId), value: ref });
+          } else {
+            ops.push({ type: "del", key: pieceKey(farmer, ref.pieceId) });
+            ops.push({ type: "put", key: pendingKey(farmer, ref.pieceId), value: ref });
+          }
+        }
+        if (kept) ops.push({ type: "put", key: segmentKey(inode, s.index), value: s });
+      }
+      for (const s of stored.segments) {
+        ops.push({ type: "put", key: segmentKey(inode, s.index), value: s });
+        for (const [number, farmer] of Object.entries(s.holders)) {
+          const n = Number(number);
+          const ref: PieceRef = { pieceId: s.pieceIds[n]!, root: s.pieceRoots[n]!, size: s.pieceSize, inode, segment: s.index, number: n };
+          ops.push({ type: "put", key: pieceKey(farmer, ref.pieceId), value: ref });
+        }
+      }
+      ops.push({ type: "del", key: inodeKey(baseInode) });
+      ops.push({ type: "put", key: inodeKey(inode), value: record });
+      ops.push({ type: "put", key: direntKey(parent.inode, name), value: { inode } });
+      await this.#batch(ops);
+      this.#log.debug("file rewritten", { path: normalizePath(path), inode, rewritten: stored.segments.length, kept: keep.size });
+      return { record, replaced: { record: existing, segments: dropped } };
+    });
+  }
+
   /** Removes the file or symlink at `path` in one batch; a file's pieces move to the pending-delete set. `IS_A_DIRECTORY` for directories. */
   unlink(path: string): Promise<RemovedFile> {
     return this.#write(async () => {

@@ -135,7 +135,7 @@ export class DriveStatusReporter {
   }
 
   /**
-   * The renter as the drive's data source, with every put tracked as an
+   * The renter as the drive's data source, with every put and rewrite tracked as an
    * upload in flight: progress is the bytes of whole segments stored on
    * `optimal` farmers (the renter's own progress), of the staged file's size.
    */
@@ -149,6 +149,22 @@ export class DriveStatusReporter {
         this.#uploads.set(id, upload);
         try {
           return await renter.put(path, source, {
+            ...options,
+            onProgress: (done) => {
+              upload.bytesDone = done;
+            },
+          });
+        } finally {
+          this.#uploads.delete(id);
+          this.#filesAt = 0; // the file list changed
+        }
+      },
+      rewrite: async (path, change, options) => {
+        const id = this.#nextUpload++;
+        const upload: UploadStatus = { path, bytesDone: 0, bytes: change.size, startedAt: Date.now() };
+        this.#uploads.set(id, upload);
+        try {
+          return await renter.rewrite(path, change, {
             ...options,
             onProgress: (done) => {
               upload.bytesDone = done;

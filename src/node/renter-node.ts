@@ -8,7 +8,8 @@
  * no chain, no libp2p, and any transfer fails with a clear error.
  *
  * Shutdown order (stop() is idempotent): metadata backup (a final snapshot
- * if the tree changed) → libp2p node → chain provider → metadata database,
+ * if the tree changed) → workers → deal syncs uploads left in the background
+ * (`renter.settle()`) → libp2p node → chain provider → metadata database,
  * so no transfer can write to a closed database.
  */
 import { rename, writeFile } from "node:fs/promises";
@@ -375,6 +376,8 @@ export async function openRenterNode(init: RenterNodeInit): Promise<RenterNode> 
       if (egress.pendingBytes() > 0n) await egress.flush({ signal: AbortSignal.timeout(EGRESS_FINAL_FLUSH_MS) });
     });
     const renter = new Renter({ metadata, transport, directory, deals, orders, egress, logger: log }, renterInit);
+    // Cleanups run in reverse: this one after the backup and the workers stop, before libp2p and the chain provider, which the deal syncs of uploads left in the background need.
+    cleanups.push(() => renter.settle());
     if (init.workers === true) {
       const keeper = createRenterKeeper({
         renter: address,

@@ -20,6 +20,14 @@ import {
 export type ByteChunk = Uint8Array;
 
 /**
+ * Bytes a segment buffer starts with: a stream that ends before filling it
+ * (most files are small) never pays for zeroing and collecting a whole
+ * segment-sized buffer; a longer one moves to a segment-sized buffer once,
+ * copying at most this much again.
+ */
+export const FIRST_BUFFER_BYTES = 64 * 1024;
+
+/**
  * Re-cuts a byte stream into segments of exactly `segmentSize` bytes (the
  * last may be shorter; an empty stream yields nothing). Each yielded buffer is
  * new and owned by the consumer.
@@ -30,24 +38,30 @@ export async function* segmentChunks(
   options: { signal?: AbortSignal } = {},
 ): AsyncGenerator<Uint8Array> {
   assertArgument(Number.isSafeInteger(segmentSize) && segmentSize > 0, `segment size must be a positive integer, got ${segmentSize}`);
-  let current = new Uint8Array(segmentSize);
+  let current: Uint8Array | undefined;
   let filled = 0;
   for await (const chunk of source) {
     throwIfAborted(options.signal);
     let offset = 0;
     while (offset < chunk.byteLength) {
-      const take = Math.min(segmentSize - filled, chunk.byteLength - offset);
+      if (current === undefined) current = new Uint8Array(Math.min(segmentSize, Math.max(FIRST_BUFFER_BYTES, chunk.byteLength - offset)));
+      else if (filled === current.byteLength) {
+        const grown = new Uint8Array(segmentSize);
+        grown.set(current.subarray(0, filled));
+        current = grown;
+      }
+      const take = Math.min(current.byteLength - filled, chunk.byteLength - offset);
       current.set(chunk.subarray(offset, offset + take), filled);
       filled += take;
       offset += take;
       if (filled === segmentSize) {
         yield current;
-        current = new Uint8Array(segmentSize);
+        current = undefined;
         filled = 0;
       }
     }
   }
-  if (filled > 0) yield current.subarray(0, filled);
+  if (current !== undefined && filled > 0) yield current.subarray(0, filled);
 }
 
 /** Encodes a byte stream segment by segment (see {@link encodeSegment}). */

@@ -39,7 +39,7 @@
  * layout pool (used only by the upload loop that owns it) and the farmer
  * candidate cache (replaced wholesale).
  */
-import { abortReason, throwIfAborted } from "../core/abort.js";
+import { abortReason, raceSignal, throwIfAborted } from "../core/abort.js";
 import { DstorError, isDstorError } from "../core/errors.js";
 import { type Logger, silentLogger } from "../core/logging.js";
 import { openBlocks, openSegment, sealedLength, sealedRangeFor, sealSegment } from "../crypto/aead.js";
@@ -53,6 +53,7 @@ import { normalizePath } from "../metadata/db.js";
 import { type FarmerRecord, INLINE_MAX_BYTES, type InodeRecord, type SegmentMeta, SNAPSHOT_INODE, type StoredFile } from "../metadata/types.js";
 import { createSegmentPipeline, type EncodedSegment, encodeSegment, type FileSecrets, segmentChunks, segmentLayoutBytes, type SegmentPipelineComponents } from "../pipeline/index.js";
 import { OrderAction } from "../protocol/orders.js";
+import { Coalescer } from "./coalesce.js";
 import { failureDomain, type SelectionPolicy, selectFarmers } from "./selection.js";
 import type { DealProvider, FarmerCandidate, FarmerDirectory, FarmerRef, OrderAuthority, PieceTransport } from "./types.js";
 
@@ -111,11 +112,22 @@ export interface PutOptions {
   mode?: number;
   mtimeMs?: number;
   onProgress?: ProgressFn | undefined;
+  /**
+   * `wait` (the default): resolve only once the holders' deal states list
+   * the new pieces (and replaced pieces are deleted). `background`: resolve
+   * once the file is committed and co-sign in the background, coalesced
+   * with other uploads' syncs ({@link Renter.settle} waits for them). Write-back
+   * uses it: farmers keep an unconfirmed piece for an hour, and a sync
+   * serving many files costs one round trip per farmer instead of one per file.
+   */
+  dealSync?: "wait" | "background" | undefined;
 }
 
 /** What {@link Renter.put} did. */
 export interface PutResult {
   path: string;
+  /** Inode of the committed file. */
+  inode: number;
   size: number;
   inline: boolean;
   segments: number;
@@ -124,8 +136,29 @@ export interface PutResult {
   longTailCancelled: number;
   /** Puts that failed and were replaced. */
   replaced: number;
-  /** Farmers whose deal state could not be co-signed yet (their new pieces expire unless a later sync succeeds). */
+  /** Farmers whose deal state could not be co-signed yet, or (`dealSync: "background"`) is still being co-signed (their new pieces expire unless a later sync succeeds). */
   unconfirmedFarmers: number;
+}
+
+/**
+ * A change of a committed file to store with {@link Renter.rewrite}: which
+ * segments may differ from the committed version, and the new bytes.
+ */
+export interface RewriteRequest {
+  /** Inode of the committed version the change was made to. */
+  baseInode: number;
+  /** The file's new size in bytes. */
+  size: number;
+  /** Byte ranges [start, end) written to since that version. */
+  written: ReadonlyArray<readonly [number, number]>;
+  /**
+   * The smallest size the file had since that version (truncations): bytes
+   * from here on may differ even where nothing wrote (a shrink then a grow
+   * leaves zeros).
+   */
+  unchangedBelow: number;
+  /** Reads exactly `length` bytes of the new content at `offset`. */
+  read(offset: number, length: number): Promise<Uint8Array>;
 }
 
 /** Per-piece view for `stat`. */
@@ -182,6 +215,17 @@ async function* prepend(head: Uint8Array[], iterator: AsyncIterator<Uint8Array>)
   }
 }
 
+/** An uninitialised buffer for a segment's piece layout (encodeSegment writes every byte it uses). */
+function layoutBuffer(bytes: number): Uint8Array {
+  return new Uint8Array(Buffer.allocUnsafeSlow(bytes).buffer, 0, bytes);
+}
+
+/** Numbers the segments of a plaintext stream 0, 1, 2, …. */
+async function* numbered(chunks: AsyncIterable<Uint8Array>): AsyncGenerator<{ index: number; plaintext: Uint8Array }> {
+  let index = 0;
+  for await (const plaintext of chunks) yield { index: index++, plaintext };
+}
+
 function concat(chunks: Uint8Array[], total: number): Uint8Array {
   const out = new Uint8Array(total);
   let at = 0;
@@ -202,6 +246,13 @@ export class Renter {
   readonly #pipelines = new Map<string, { pipeline: SegmentPipelineComponents; coder: ErasureCoder }>();
   #candidates: { at: number; list: FarmerCandidate[] } | undefined;
   readonly #knownDeals = new Map<string, bigint>();
+  /** Deal syncs and deletes of uploads that did not wait for them (see {@link settle}). */
+  readonly #backgroundSyncs = new Set<Promise<void>>();
+  /** Deal-state syncs per farmer (see {@link syncDeals}). */
+  readonly #dealSyncs = new Coalescer<string>(async (address) => {
+    const pieces = (await this.#c.metadata.piecesOn(address)).map((p) => ({ pieceId: p.pieceId, root: p.root, size: p.size }));
+    await this.#c.deals.syncState?.call(this.#c.deals, await this.#farmerRef(address), pieces, {});
+  });
 
   constructor(components: RenterComponents, init: RenterInit) {
     this.#c = components;
@@ -283,23 +334,96 @@ export class Renter {
       const plaintext = concat(peek.head, peek.bytes);
       const salt = generateSegmentSalt();
       const sealed = sealSegment(deriveSegmentKey(fileKey, 0, salt), segmentId(fileId, 0), plaintext);
-      const { replaced } = await this.#c.metadata.commitFile(path, {
+      const { record, replaced } = await this.#c.metadata.commitFile(path, {
         ...stored,
         size: peek.bytes,
         content: { ...base, segmentCount: 0, inline: { salt: hex(salt), sealed: Buffer.from(sealed).toString("base64") } },
         segments: [],
       });
       options.onProgress?.(peek.bytes);
-      await this.#afterReplace(replaced, signal);
-      return { path, size: peek.bytes, inline: true, segments: 0, piecesStored: 0, longTailCancelled: 0, replaced: 0, unconfirmedFarmers: 0 };
+      await this.#afterCommit(new Set(), replaced, options);
+      return { path, inode: record.inode, size: peek.bytes, inline: true, segments: 0, piecesStored: 0, longTailCancelled: 0, replaced: 0, unconfirmedFarmers: 0 };
     }
-    const { segments, size, stats } = await this.#storeSegments(secrets, redundancy, prepend(peek.head, iterator), signal, options.onProgress);
-    const { replaced } = await this.#c.metadata.commitFile(path, { ...stored, size, content: { ...base, segmentCount: segments.length }, segments });
+    const { segments, size, stats } = await this.#storeSegments(secrets, redundancy, numbered(segmentChunks(prepend(peek.head, iterator), this.segmentSize, { signal })), signal, options.onProgress);
+    const { record, replaced } = await this.#c.metadata.commitFile(path, { ...stored, size, content: { ...base, segmentCount: segments.length }, segments });
     const farmers = new Set(segments.flatMap((s) => Object.values(s.holders)));
-    const unconfirmed = await this.syncDeals([...farmers], { signal });
-    await this.#afterReplace(replaced, signal, farmers);
+    const unconfirmed = await this.#afterCommit(farmers, replaced, options);
     const piecesStored = segments.reduce((n, s) => n + Object.keys(s.holders).length, 0);
-    return { path, size, inline: false, segments: segments.length, piecesStored, ...stats, unconfirmedFarmers: unconfirmed };
+    return { path, inode: record.inode, size, inline: false, segments: segments.length, piecesStored, ...stats, unconfirmedFarmers: unconfirmed };
+  }
+
+  /**
+   * Stores a change of the committed file at `remotePath` by re-uploading
+   * only the segments it touched (see {@link RewriteRequest}): each of them
+   * is sealed again under a fresh random salt — so a new key, new piece ids,
+   * and never a nonce reused with other plaintext — with the file's own key
+   * and id; every other segment keeps its salt and its pieces. One metadata
+   * batch ({@link MetadataDb.commitRewrite}) swaps the segments in; the
+   * pieces of replaced segments are then deleted on their farmers like those
+   * of a replaced file. Resolves `undefined`, having stored nothing, when a
+   * whole-file {@link put} is needed instead: the file at the path is no
+   * longer `baseInode`, is inline or becomes small enough to be, or was
+   * stored with another segment size or redundancy than this renter uses.
+   */
+  async rewrite(remotePath: string, request: RewriteRequest, options: PutOptions = {}): Promise<PutResult | undefined> {
+    const path = normalizePath(remotePath);
+    const signal = options.signal;
+    let record: InodeRecord;
+    try {
+      record = await this.#c.metadata.lookup(path);
+    } catch (error) {
+      if (isDstorError(error, "NO_SUCH_FILE", "NOT_A_DIRECTORY")) return undefined;
+      throw error;
+    }
+    const file = record.file;
+    const { size } = request;
+    if (record.inode !== request.baseInode || record.type !== "file" || file === undefined || file.inline !== undefined || file.segmentCount === 0) return undefined;
+    if (file.segmentSize !== this.segmentSize || file.redundancy !== formatRedundancyStrategy(this.strategy) || size <= INLINE_MAX_BYTES) return undefined;
+    const segmentSize = file.segmentSize;
+    const old = new Map((await this.#c.metadata.segments(record.inode)).map((s) => [s.index, s]));
+    const dirty = new Set<number>();
+    for (const [start, end] of request.written) {
+      for (let index = Math.floor(start / segmentSize); index * segmentSize < end; index++) dirty.add(index);
+    }
+    const keep: number[] = [];
+    const changed: number[] = [];
+    for (let index = 0; index < Math.ceil(size / segmentSize); index++) {
+      const start = index * segmentSize;
+      const end = Math.min(start + segmentSize, size);
+      const unchanged =
+        !dirty.has(index) && end <= request.unchangedBelow && end === Math.min(start + segmentSize, record.size) && old.get(index)?.plaintextLength === end - start;
+      (unchanged ? keep : changed).push(index);
+    }
+    const secrets: FileSecrets = { fileKey: fromHex(file.fileKey), fileId: fromHex(file.fileId), pieceIdKey: this.#init.pieceIdKey };
+    const read = request.read;
+    async function* plaintexts(): AsyncGenerator<{ index: number; plaintext: Uint8Array }> {
+      for (const index of changed) {
+        const plaintext = await read(index * segmentSize, Math.min(segmentSize, size - index * segmentSize));
+        if (plaintext.byteLength !== Math.min(segmentSize, size - index * segmentSize)) throw new DstorError("INVALID_ARGUMENT", `segment ${index} of ${path}: the source gave ${plaintext.byteLength} bytes`);
+        yield { index, plaintext };
+      }
+    }
+    const { segments, stats } = await this.#storeSegments(secrets, file.redundancy, plaintexts(), signal, options.onProgress);
+    let committed: Awaited<ReturnType<MetadataDb["commitRewrite"]>>;
+    try {
+      committed = await this.#c.metadata.commitRewrite(path, record.inode, {
+        content: file,
+        size,
+        segments,
+        keep,
+        mode: options.mode ?? record.mode,
+        mtimeMs: options.mtimeMs ?? Date.now(),
+      });
+    } catch (error) {
+      await this.#deleteStored(segments, secrets.fileKey);
+      if (isDstorError(error, "NO_SUCH_FILE")) return undefined;
+      throw error;
+    }
+    const farmers = new Set(segments.flatMap((s) => Object.values(s.holders)));
+    const unconfirmed = await this.#afterCommit(farmers, committed.replaced.segments.length > 0 ? committed.replaced : undefined, options);
+    const piecesStored = segments.reduce((n, s) => n + Object.keys(s.holders).length, 0);
+    this.#log.debug("rewrote changed segments", { path, rewritten: changed.length, kept: keep.length });
+    return { path, inode: committed.record.inode, size, inline: false, segments: segments.length, piecesStored, ...stats, unconfirmedFarmers: unconfirmed };
   }
 
   /**
@@ -310,7 +434,7 @@ export class Renter {
   async #storeSegments(
     secrets: FileSecrets,
     redundancy: string,
-    source: AsyncIterable<Uint8Array>,
+    source: AsyncIterable<{ index: number; plaintext: Uint8Array }>,
     signal: AbortSignal | undefined,
     onProgress: ProgressFn | undefined,
   ): Promise<{ segments: SegmentMeta[]; size: number; stats: { longTailCancelled: number; replaced: number } }> {
@@ -327,15 +451,18 @@ export class Renter {
     let done = 0;
     let failure: unknown;
     try {
-      let index = 0;
-      for await (const plaintext of segmentChunks(source, this.segmentSize, { signal: controller.signal })) {
+      let slot = 0;
+      for await (const { index, plaintext } of source) {
         while (inFlight.size >= (this.#init.segmentsInFlight ?? SEGMENTS_IN_FLIGHT)) await Promise.race(inFlight.values());
         if (failure !== undefined) break;
         throwIfAborted(controller.signal);
         size += plaintext.byteLength;
-        const layout = pool.pop() ?? new Uint8Array(Buffer.allocUnsafeSlow(layoutBytes).buffer, 0, layoutBytes);
+        // Full segments reuse pooled layouts; a short one (a small file, a last segment) gets one of its own size.
+        const need = segmentLayoutBytes(pipeline.coder, plaintext.byteLength);
+        const full = need > layoutBytes / 2;
+        const layout = (full ? pool.pop() : undefined) ?? layoutBuffer(full ? layoutBytes : need);
         const encoded = encodeSegment(pipeline, secrets, index, plaintext, { layout });
-        const i = index++;
+        const i = slot++;
         const task = this.#uploadSegment(encoded, stats, controller.signal)
           .then((meta) => {
             segments[i] = meta;
@@ -347,7 +474,7 @@ export class Renter {
             controller.abort(error);
           })
           .finally(() => {
-            pool.push(layout);
+            if (layout.byteLength === layoutBytes) pool.push(layout);
             inFlight.delete(i);
           });
         inFlight.set(i, task);
@@ -382,7 +509,7 @@ export class Renter {
     const redundancy = formatRedundancyStrategy(this.strategy);
     const secrets: FileSecrets = { fileKey: options.fileKey, fileId: options.fileId, pieceIdKey: this.#init.pieceIdKey };
     const iterable = Symbol.asyncIterator in source ? source : (async function* () { yield* source as Iterable<Uint8Array>; })();
-    const { segments, size } = await this.#storeSegments(secrets, redundancy, iterable, options.signal, options.onProgress);
+    const { segments, size } = await this.#storeSegments(secrets, redundancy, numbered(segmentChunks(iterable, this.segmentSize, { signal: options.signal })), options.signal, options.onProgress);
     const content = { fileKey: hex(options.fileKey), fileId: hex(options.fileId), segmentSize: this.segmentSize, redundancy, segmentCount: segments.length };
     return { content, size, segments };
   }
@@ -401,6 +528,34 @@ export class Renter {
 
   async #afterReplace(replaced: RemovedFile | undefined, signal: AbortSignal | undefined, synced?: ReadonlySet<string>): Promise<void> {
     if (replaced !== undefined) await this.flushDeletes({ signal, ...(synced === undefined ? {} : { synced }) }).catch((error: unknown) => this.#log.warn("deleting replaced pieces failed; will retry", { error }));
+  }
+
+  /**
+   * After a commit: co-signs the deal states of `farmers` (the new pieces'
+   * holders), then deletes what the commit replaced — now, or in the
+   * background (see {@link PutOptions.dealSync}). Resolves with the number of
+   * farmers not (yet) co-signed.
+   */
+  async #afterCommit(farmers: ReadonlySet<string>, replaced: RemovedFile | undefined, options: PutOptions): Promise<number> {
+    if (options.dealSync !== "background") {
+      const unconfirmed = farmers.size === 0 ? 0 : await this.syncDeals([...farmers], { signal: options.signal });
+      await this.#afterReplace(replaced, options.signal, farmers);
+      return unconfirmed;
+    }
+    if (farmers.size === 0 && replaced === undefined) return 0;
+    const task = (async () => {
+      // syncDeals logs and counts its own failures; the next sync of a farmer covers them.
+      if (farmers.size > 0) await this.syncDeals([...farmers]);
+      await this.#afterReplace(replaced, undefined, farmers);
+    })().catch((error: unknown) => this.#log.warn("background deal sync failed; the next sync retries it", { error }));
+    this.#backgroundSyncs.add(task);
+    void task.finally(() => this.#backgroundSyncs.delete(task));
+    return farmers.size;
+  }
+
+  /** Waits for the deal-state syncs and deletes of uploads that did not wait for them (`dealSync: "background"`). */
+  async settle(): Promise<void> {
+    while (this.#backgroundSyncs.size > 0) await Promise.all([...this.#backgroundSyncs]);
   }
 
   /** Best-effort deletion of pieces of an upload that did not commit. */
@@ -811,16 +966,21 @@ export class Renter {
    * pieces metadata says it holds (farmers expire pieces that no co-signed
    * state lists). Resolves with the number of farmers that could not be
    * synced; they are retried by the next sync.
+   *
+   * Syncs are coalesced per farmer ({@link Coalescer}): each reads the
+   * farmer's piece list when it starts, so callers arriving while one runs
+   * share the next — many small uploads finishing close together cost one
+   * co-sign round trip and one chain transaction per farmer, not one per
+   * file. A shared sync runs without any one caller's signal (the co-sign
+   * has its own deadline); `signal` only stops this caller's wait.
    */
   async syncDeals(farmers: readonly string[], options: { signal?: AbortSignal | undefined } = {}): Promise<number> {
-    const sync = this.#c.deals.syncState;
-    if (sync === undefined) return 0;
+    if (this.#c.deals.syncState === undefined) return 0;
     let failed = 0;
     await Promise.all(
       farmers.map(async (address) => {
         try {
-          const pieces = (await this.#c.metadata.piecesOn(address)).map((p) => ({ pieceId: p.pieceId, root: p.root, size: p.size }));
-          await sync.call(this.#c.deals, await this.#farmerRef(address), pieces, { signal: options.signal });
+          await raceSignal(this.#dealSyncs.run(address), options.signal);
         } catch (error) {
           failed++;
           this.#log.warn("deal state not co-signed yet; its new pieces stay unconfirmed", { farmer: address, error });

@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { test } from "node:test";
 import fc from "fast-check";
 import { SegmentCache } from "../../src/cache/segment-cache.js";
-import { openStagingArea } from "../../src/cache/staging.js";
+import { ChangedRanges, openStagingArea } from "../../src/cache/staging.js";
 
 const fileOf = (size: number): Uint8Array => Uint8Array.from({ length: size }, (_, i) => (i * 7 + 3) & 0xff);
 
@@ -116,4 +116,38 @@ test("staging journal: records come back as leftovers, orphans are removed", asy
   assert.deepEqual((await readdir(dir)).sort(), [`${left[0]!.id}.data`, `${left[0]!.id}.json`].sort());
   await again.forget(left[0]!);
   assert.deepEqual(await readdir(dir), []);
+});
+
+test("changed ranges: merged writes cover exactly the bytes written; take starts clean; restore gives back", () => {
+  fc.assert(
+    fc.property(fc.array(fc.tuple(fc.nat(2000), fc.nat(300)), { maxLength: 40 }), (writes) => {
+      const changes = new ChangedRanges(5000);
+      const written = new Set<number>();
+      for (const [position, length] of writes) {
+        changes.write(position, length);
+        for (let b = position; b < position + length; b++) written.add(b);
+      }
+      const { ranges, unchangedBelow } = changes.take(4000);
+      assert.equal(unchangedBelow, 5000);
+      const covered = new Set<number>();
+      ranges.forEach(([start, end], i) => {
+        assert.ok(start < end, "no empty range");
+        if (i > 0) assert.ok(start > ranges[i - 1]![1], "sorted, disjoint and not touching");
+        for (let b = start; b < end; b++) covered.add(b);
+      });
+      assert.deepEqual([...covered].sort((a, b) => a - b), [...written].sort((a, b) => a - b));
+      assert.deepEqual(changes.take(4000), { ranges: [], unchangedBelow: 4000 });
+    }),
+  );
+  const changes = new ChangedRanges(100);
+  changes.write(10, 5);
+  changes.truncate(40);
+  changes.truncate(60);
+  const taken = changes.take(60);
+  changes.write(50, 5);
+  changes.restore(taken);
+  assert.deepEqual(changes.take(0), { ranges: [[10, 15], [50, 55]], unchangedBelow: 40 });
+  // Past the limit the ranges collapse into one that spans them all.
+  for (let i = 0; i <= ChangedRanges.MAX_RANGES; i++) changes.write(i * 10, 1);
+  assert.deepEqual(changes.take(0).ranges, [[0, ChangedRanges.MAX_RANGES * 10 + 1]]);
 });

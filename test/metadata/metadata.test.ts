@@ -88,6 +88,33 @@ describe("metadata db", () => {
     assert.equal((await db.pendingDeletes()).length, 4);
   });
 
+  it("a rewrite keeps the listed segments' pieces, swaps in new ones and retires the rest, in one batch", async (t) => {
+    const { db } = await tempDb(t);
+    const base = await db.commitFile("/f", file(7, 3));
+    await db.setxattr("/f", "user.tag", new Uint8Array([1, 2, 3]));
+    const old = await db.segments(base.record.inode);
+    const fresh = file(8, 3).segments.filter((s) => s.index !== 0);
+    await assert.rejects(db.commitRewrite("/f", base.record.inode + 99, { ...file(8, 0), keep: [0], segments: fresh }), (e) => isDstorError(e, "NO_SUCH_FILE"));
+    await assert.rejects(db.commitRewrite("/f", base.record.inode, { ...file(8, 0), keep: [0, 1], segments: fresh }), (e) => isDstorError(e, "INVALID_ARGUMENT"));
+    await assert.rejects(db.commitRewrite("/f", base.record.inode, { ...file(8, 0), keep: [], segments: fresh }), (e) => isDstorError(e, "INVALID_ARGUMENT"));
+    assert.equal((await db.lookup("/f")).inode, base.record.inode, "a refused rewrite writes nothing");
+    const { record, replaced } = await db.commitRewrite("/f", base.record.inode, { ...file(250, 0), keep: [0], segments: fresh.slice(0, 1) });
+    assert.notEqual(record.inode, base.record.inode);
+    assert.equal(record.size, 250);
+    assert.equal(record.file?.segmentCount, 2);
+    assert.deepEqual((await db.lookup("/f")).inode, record.inode);
+    assert.deepEqual(Object.keys((await db.lookup("/f")).xattrs ?? {}), ["user.tag"], "a rewrite keeps the file's xattrs");
+    const now = await db.segments(record.inode);
+    assert.deepEqual(now[0], old[0], "segment 0 kept salt and pieces");
+    assert.deepEqual(now[1], fresh[0]);
+    assert.deepEqual((await db.segments(base.record.inode)), []);
+    assert.deepEqual(replaced.segments.map((s) => s.index), [1, 2]);
+    const live = (await db.piecesOn("0x01")).map((p) => [p.pieceId, p.inode, p.segment]);
+    assert.deepEqual(live.sort(), [[old[0]!.pieceIds[0], record.inode, 0], [fresh[0]!.pieceIds[0], record.inode, 1]].sort());
+    const pending = (await db.pendingDeletes()).map((p) => p.ref.pieceId).sort();
+    assert.deepEqual(pending, [...old[1]!.pieceIds, ...old[2]!.pieceIds].sort());
+  });
+
   it("rename: moves, replaces files and empty directories, refuses the rest", async (t) => {
     const { db } = await tempDb(t);
     await db.mkdir("/d");

@@ -141,6 +141,21 @@ describe("streaming", () => {
     );
   });
 
+  test("segmentChunks: segments larger than the first buffer grow into whole segments", async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.array(fc.integer({ min: 0, max: 90_000 }), { maxLength: 8 }), fc.integer({ min: 1, max: 200_000 }), async (sizes, segmentSize) => {
+        const chunks = sizes.map((n) => new Uint8Array(randomBytes(n)));
+        const whole = Buffer.concat(chunks);
+        const out: Uint8Array[] = [];
+        for await (const segment of segmentChunks(chunks, segmentSize)) out.push(segment);
+        assert.deepEqual(Buffer.concat(out), whole);
+        for (const segment of out.slice(0, -1)) assert.equal(segment.length, segmentSize);
+        assert.equal(out.length, Math.ceil(whole.length / segmentSize));
+      }),
+      { numRuns: 60 },
+    );
+  });
+
   test("a multi-segment file streams through encode and decode, pulling one segment at a time", async () => {
     const s = secrets();
     const segmentSize = 256 * 1024;

@@ -202,6 +202,30 @@ describe("renter over in-memory farmers", () => {
     assert.equal(third.unconfirmedFarmers, 0, "a farmer that took no piece needs no new state");
   });
 
+  it("background deal syncs: puts resolve once committed, close-together puts share syncs, settle waits for them", async (t) => {
+    const net = new FakeNetwork(10);
+    const { renter } = await fakeRenter(t, net, { segmentSize: SEGMENT });
+    const syncs: string[] = [];
+    const original = net.syncState.bind(net);
+    net.syncState = async (farmer, pieces) => {
+      syncs.push(farmer.address);
+      await new Promise((r) => setTimeout(r, 20));
+      await original(farmer, pieces);
+    };
+    const files = 12;
+    const results = await Promise.all(
+      Array.from({ length: files }, (_, i) => renter.put(`/f${i}`, [new Uint8Array(randomBytes(SEGMENT))], { dealSync: "background" })),
+    );
+    assert.ok(results.every((r) => r.unconfirmedFarmers > 0), "each put reports its holders as not yet co-signed");
+    await renter.settle();
+    for (const f of net.farmers) {
+      const listed = new Set((net.states.get(f.address) ?? []).map((p) => p.pieceId));
+      assert.deepEqual(listed, new Set(f.pieces.keys()), `farmer ${f.address}: after settle the co-signed state lists exactly its pieces`);
+    }
+    const perFarmer = Math.max(...net.farmers.map((f) => syncs.filter((a) => a === f.address).length));
+    assert.ok(perFarmer <= files / 2, `${files} puts close together cost at most ${perFarmer} syncs per farmer`);
+  });
+
   it("stat reports segments, pieces, farmers and health", async (t) => {
     const net = new FakeNetwork(10);
     const { renter } = await fakeRenter(t, net, { segmentSize: SEGMENT });
