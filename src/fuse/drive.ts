@@ -149,6 +149,8 @@ interface OpenItem {
    * after a truncation to zero (a whole upload then).
    */
   base: number | undefined;
+  /** Wait before the next retry of a failed background upload, ms (0: none failed since the last success). */
+  retryMs: number;
 }
 
 interface Handle {
@@ -165,6 +167,10 @@ interface Handle {
  * 0.5 s per create). fsync and unmount do not wait for a slot.
  */
 export const BACKGROUND_UPLOADS_MAX = 2;
+
+/** First and longest wait before a failed background upload is tried again, ms (doubling in between). */
+export const UPLOAD_RETRY_MIN_MS = 5_000;
+export const UPLOAD_RETRY_MAX_MS = 5 * 60_000;
 
 /** Extended attributes are kept in this namespace only (the others are the kernel's, ACLs' and security modules'). */
 export const XATTR_STORED_PREFIX = "user.";
@@ -227,6 +233,9 @@ export class Drive {
   #nextFd = 1;
   #backgroundRunning = 0;
   readonly #backgroundQueue: Array<() => void> = [];
+  /** Pending retries of failed background uploads (cleared by drain). */
+  readonly #retries = new Set<NodeJS.Timeout>();
+  #draining = false;
 
   constructor(init: DriveInit) {
     this.#meta = init.metadata;
@@ -618,7 +627,7 @@ export class Drive {
       await this.#staging.discard(staging);
       return raced;
     }
-    const item: OpenItem = { staging, opens: 0, generation: truncate ? 1 : 0, uploaded: truncate ? -1 : 0, unlinked: false, chain: Promise.resolve(), base: truncate ? undefined : record.inode };
+    const item: OpenItem = { staging, opens: 0, generation: truncate ? 1 : 0, uploaded: truncate ? -1 : 0, unlinked: false, chain: Promise.resolve(), base: truncate ? undefined : record.inode, retryMs: 0 };
     this.#items.set(p, item);
     return item;
   }
@@ -644,7 +653,7 @@ export class Drive {
     }
     if (exists) return this.#addHandle({ path: p, item: await this.#stage(p, true) });
     const staging = await this.#staging.create({ path: p, size: 0, mode: mode & 0o7777, mtimeMs: Date.now() }, { durable: false });
-    const item: OpenItem = { staging, opens: 0, generation: 1, uploaded: -1, unlinked: false, chain: Promise.resolve(), base: undefined };
+    const item: OpenItem = { staging, opens: 0, generation: 1, uploaded: -1, unlinked: false, chain: Promise.resolve(), base: undefined, retryMs: 0 };
     this.#items.set(p, item);
     return this.#addHandle({ path: p, item });
   }
@@ -782,7 +791,19 @@ export class Drive {
     const start = (): void => {
       this.#backgroundRunning++;
       this.#upload(item)
-        .catch((error: unknown) => this.#log.warn("background upload failed; the write stays staged and is retried on the next release, fsync or unmount", { path: item.staging.record.path, error: String(error) }))
+        .then(
+          () => {
+            item.retryMs = 0;
+          },
+          (error: unknown) => {
+            item.retryMs = Math.min(UPLOAD_RETRY_MAX_MS, Math.max(UPLOAD_RETRY_MIN_MS, item.retryMs * 2));
+            this.#log.warn(`background upload failed; the write stays staged and is tried again in ${item.retryMs / 1000} s (or at the next release, fsync or unmount)`, {
+              path: item.staging.record.path,
+              error: String(error),
+            });
+            this.#retryLater(item);
+          },
+        )
         .finally(() => {
           this.#backgroundRunning--;
           this.#backgroundQueue.shift()?.();
@@ -790,6 +811,17 @@ export class Drive {
     };
     if (this.#backgroundRunning < BACKGROUND_UPLOADS_MAX) start();
     else this.#backgroundQueue.push(start);
+  }
+
+  /** Tries a failed background upload again after its backoff, unless the file is open, gone or the drive is draining. */
+  #retryLater(item: OpenItem): void {
+    const timer = setTimeout(() => {
+      this.#retries.delete(timer);
+      if (this.#draining || item.unlinked || item.opens > 0 || ![...this.#items.values()].includes(item)) return;
+      this.#background(item);
+    }, item.retryMs);
+    timer.unref();
+    this.#retries.add(timer);
   }
 
   /**
@@ -850,6 +882,9 @@ export class Drive {
 
   /** Uploads every staged file (used before unmounting); returns how many failed. */
   async drain(options: { signal?: AbortSignal | undefined } = {}): Promise<number> {
+    this.#draining = true;
+    for (const timer of this.#retries) clearTimeout(timer);
+    this.#retries.clear();
     let failed = 0;
     await Promise.all(
       [...this.#items.values()].map((item) =>

@@ -334,3 +334,32 @@ test("utimens and chmod right after close do not wait for the file's background 
   await drive.utimens("/t.txt", when + 1000);
   assert.equal((await meta.lookup("/t.txt")).mtimeMs, when + 1000, "a clean file: straight to metadata");
 });
+
+test("a failed background upload is tried again by itself after a backoff, without another release or fsync", async (t) => {
+  const { drive, meta, data } = await setup(t);
+  const put = data.put.bind(data);
+  let failures = 2;
+  data.put = async (path, source, options) => {
+    if (failures > 0) {
+      failures--;
+      for await (const _ of source) {
+        // consume, then fail like a network without enough farmers
+      }
+      throw new DstorError("NOT_ENOUGH_FARMERS", "not enough farmers: need 1, found 0");
+    }
+    return put(path, source, options);
+  };
+  const fd = await drive.create("/r", 0o644);
+  await drive.write(fd, Buffer.from("retry me"), 8, 0);
+  await drive.release(fd);
+  // Two failures: retried after 5 s, then 10 s; nothing else touches the file.
+  const deadline = Date.now() + 40_000;
+  while (drive.pending > 0) {
+    assert.ok(Date.now() < deadline, "the staged file is uploaded by the retries within 40 s");
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  assert.equal(failures, 0);
+  assert.equal(data.puts, 1);
+  assert.equal((await meta.lookup("/r")).size, 8);
+  assert.equal(await readAll(drive, "/r"), "retry me");
+});
