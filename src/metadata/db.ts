@@ -250,7 +250,16 @@ export class MetadataDb {
     const prefix = direntPrefix(dir.inode);
     const out: DirEntry[] = [];
     for (const [key, entry] of await this.#scan<{ inode: number }>(prefix)) {
-      const record = await this.#get<InodeRecord>(inodeKey(entry.inode));
+      let inode = entry.inode;
+      let record = await this.#get<InodeRecord>(inodeKey(inode));
+      // A batch after the scan may have put a new inode under this name (a
+      // replace or a rewrite) and deleted the old one: follow the entry again.
+      for (let tries = 0; record === undefined && tries < 8; tries++) {
+        const now = await this.#get<{ inode: number }>(key);
+        if (now === undefined || now.inode === inode) break; // the name is really gone
+        inode = now.inode;
+        record = await this.#get<InodeRecord>(inodeKey(inode));
+      }
       if (record !== undefined) out.push({ name: key.slice(prefix.length), record });
     }
     return out;

@@ -151,6 +151,25 @@ describe("metadata db", () => {
     );
   });
 
+  it("readdir never loses a file that is being replaced (a new inode under the same name) while it lists", async (t) => {
+    const { db } = await tempDb(t);
+    await db.mkdir("/d");
+    for (let i = 0; i < 20; i++) await db.commitFile(`/d/f${i}`, file(10, 1));
+    let stop = false;
+    const writer = (async () => {
+      for (let n = 0; !stop; n++) await db.commitFile(`/d/f${n % 20}`, file(10 + (n % 7), 1));
+    })();
+    try {
+      for (let round = 0; round < 150; round++) {
+        const names = (await db.readdir("/d")).map((e) => e.name).sort();
+        assert.equal(names.length, 20, `round ${round}: listed ${names.length} of 20 names`);
+      }
+    } finally {
+      stop = true;
+      await writer;
+    }
+  });
+
   it("farmer records: read-modify-write", async (t) => {
     const { db } = await tempDb(t);
     await db.updateFarmer("0xAB", (r) => ({ ...r, successes: r.successes + 1, dealId: "5" }));
