@@ -7,18 +7,14 @@
  * 1 MiB segments.
  */
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdir, open, readdir, readFile } from "node:fs/promises";
+import { open, readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { test } from "node:test";
-import { promisify } from "node:util";
-import { devChainPaths } from "../../src/chain/devchain.js";
-import { startFixture } from "../chain/fixture.js";
-import { type DriveMount, spawnMount } from "./drive-fixture.js";
-import { removeRoot, runCli, startLocalFarmer, tempRoot } from "../renter/network-fixture.js";
+import { spawnMount } from "./drive-fixture.js";
+import { startDriveNetwork } from "./drive-network.js";
+import { runCli } from "../renter/network-fixture.js";
 
-const run = promisify(execFile);
 const MIB = 1024 * 1024;
 
 interface StatJson {
@@ -40,23 +36,7 @@ async function storedPieceIds(root: string, farmers: number): Promise<Set<string
 }
 
 test("a write into a multi-segment file re-uploads only the segments it touched", { timeout: 900_000 }, async (t) => {
-  const f = await startFixture(t);
-  const root = await tempRoot("dstor-drive-rewrite-");
-  const mnt = join(root, "mnt");
-  await mkdir(mnt);
-  const cleanups: Array<() => Promise<void>> = [];
-  const mounts: DriveMount[] = [];
-  t.after(async () => {
-    for (const m of mounts) await m.stop().catch(() => {});
-    await run("fusermount", ["-uz", mnt]).catch(() => {});
-    await Promise.all(cleanups.map((stop) => stop()));
-    await removeRoot(root);
-  });
-  for (let i = 1; i <= 4; i++) await startLocalFarmer(cleanups, root, i, f.chain.rpcUrl, f.home);
-  const home = join(root, "renter");
-  const init = await runCli(["init", "--home", home, "--json"]);
-  assert.equal(init.code, 0, init.stderr);
-  const common = ["--home", home, "--chain-rpc", f.chain.rpcUrl, "--deployment", devChainPaths(f.home).deployment, "--redundancy", "2/3/3/4", "--segment-size", "1MiB"];
+  const { root, mnt, common, mounts } = await startDriveNetwork(t, "dstor-drive-rewrite-", { extraArgs: ["--segment-size", "1MiB"] });
   const file = join(mnt, "big.bin");
 
   /** Mounts, runs `fn` on the mount, unmounts (which uploads anything staged). */

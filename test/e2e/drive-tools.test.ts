@@ -15,11 +15,9 @@ import { lstat, mkdir, readdir, readFile, readlink, rm, symlink, utimes, writeFi
 import { join } from "node:path";
 import { test } from "node:test";
 import { promisify } from "node:util";
-import { devChainPaths } from "../../src/chain/devchain.js";
 import { parseSize } from "../../src/core/units.js";
-import { startFixture } from "../chain/fixture.js";
-import { removeRoot, runCli, startLocalFarmer, tempRoot } from "../renter/network-fixture.js";
-import { type DriveMount, spawnMount } from "./drive-fixture.js";
+import { spawnMount } from "./drive-fixture.js";
+import { startDriveNetwork } from "./drive-network.js";
 
 const execFileAsync = promisify(execFile);
 const MIB = 1024 * 1024;
@@ -79,24 +77,9 @@ async function makeTree(dir: string): Promise<void> {
 }
 
 test("ordinary tools on a real mounted drive", { timeout: 1_500_000 }, async (t) => {
-  const f = await startFixture(t);
-  const root = await tempRoot("dstor-drive-tools-");
-  const mnt = join(root, "mnt");
+  const { root, mnt, common, mounts } = await startDriveNetwork(t, "dstor-drive-tools-", { quota: FARMER_QUOTA });
   const cacheDir = join(root, "cache");
-  await mkdir(mnt);
-  const cleanups: Array<() => Promise<void>> = [];
-  const mounts: DriveMount[] = [];
-  t.after(async () => {
-    for (const m of mounts) await m.stop().catch(() => {});
-    await execFileAsync("fusermount", ["-uz", mnt]).catch(() => {});
-    await Promise.all(cleanups.map((stop) => stop()));
-    await removeRoot(root);
-  });
-  for (let i = 1; i <= 4; i++) await startLocalFarmer(cleanups, root, i, f.chain.rpcUrl, f.home, FARMER_QUOTA);
-  const home = join(root, "renter");
-  const init = await runCli(["init", "--home", home, "--json"]);
-  assert.equal(init.code, 0, init.stderr);
-  const common = ["--home", home, "--chain-rpc", f.chain.rpcUrl, "--deployment", devChainPaths(f.home).deployment, "--redundancy", "2/3/3/4", "--cache-dir", cacheDir];
+  common.push("--cache-dir", cacheDir);
   let m = await spawnMount(mnt, common, mounts);
   const at = (p: string): string => join(mnt, p);
 

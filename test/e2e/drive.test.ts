@@ -11,11 +11,10 @@ import { chmod, link, mkdir, open, readdir, readFile, rename, rmdir, stat, statf
 import { join } from "node:path";
 import { test } from "node:test";
 import { promisify } from "node:util";
-import { devChainPaths } from "../../src/chain/devchain.js";
-import { startFixture } from "../chain/fixture.js";
 import { type DriveMount, exited, spawnMount } from "./drive-fixture.js";
 import { alive } from "./up-fixture.js";
-import { removeRoot, runCli, startLocalFarmer, tempRoot } from "../renter/network-fixture.js";
+import { runCli } from "../renter/network-fixture.js";
+import { startDriveNetwork } from "./drive-network.js";
 
 const run = promisify(execFile);
 const MIB = 1024 * 1024;
@@ -28,23 +27,7 @@ async function expectCode(promise: Promise<unknown>, code: string): Promise<void
 }
 
 test("the drive through a real FUSE mount", { timeout: 600_000 }, async (t) => {
-  const f = await startFixture(t);
-  const root = await tempRoot("dstor-drive-e2e-");
-  const mnt = join(root, "mnt");
-  await mkdir(mnt);
-  const cleanups: Array<() => Promise<void>> = [];
-  const mounts: DriveMount[] = [];
-  t.after(async () => {
-    for (const m of mounts) await m.stop().catch(() => {});
-    await run("fusermount", ["-uz", mnt]).catch(() => {});
-    await Promise.all(cleanups.map((stop) => stop()));
-    await removeRoot(root);
-  });
-  for (let i = 1; i <= 4; i++) await startLocalFarmer(cleanups, root, i, f.chain.rpcUrl, f.home);
-  const home = join(root, "renter");
-  const init = await runCli(["init", "--home", home, "--json"]);
-  assert.equal(init.code, 0, init.stderr);
-  const common = ["--home", home, "--chain-rpc", f.chain.rpcUrl, "--deployment", devChainPaths(f.home).deployment, "--redundancy", "2/3/3/4"];
+  const { root, mnt, common, mounts, cleanups } = await startDriveNetwork(t, "dstor-drive-e2e-");
 
   const mount = (): Promise<DriveMount> => spawnMount(mnt, common, mounts);
 

@@ -6,40 +6,20 @@
  * mount in a child process.
  */
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdir, writeFile } from "node:fs/promises";
+import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { test } from "node:test";
-import { promisify } from "node:util";
-import { devChainPaths } from "../../src/chain/devchain.js";
 import { sleep } from "../../src/core/abort.js";
 import { readDriveStatus } from "../../src/node/drive-status.js";
 import type { RenterStatus } from "../../src/node/status.js";
-import { startFixture } from "../chain/fixture.js";
-import { removeRoot, runCli, startLocalFarmer, tempRoot } from "../renter/network-fixture.js";
-import { type DriveMount, spawnMount } from "./drive-fixture.js";
+import { runCli } from "../renter/network-fixture.js";
+import { spawnMount } from "./drive-fixture.js";
+import { startDriveNetwork } from "./drive-network.js";
 
-const run = promisify(execFile);
 
 test("dstor status works while the drive is mounted and names its source", { timeout: 600_000 }, async (t) => {
-  const f = await startFixture(t);
-  const root = await tempRoot("dstor-status-mounted-e2e-");
-  const mnt = join(root, "mnt");
-  await mkdir(mnt);
-  const cleanups: Array<() => Promise<void>> = [];
-  const mounts: DriveMount[] = [];
-  t.after(async () => {
-    for (const m of mounts) await m.stop().catch(() => {});
-    await run("fusermount", ["-uz", mnt]).catch(() => {});
-    await Promise.all(cleanups.map((stop) => stop()));
-    await removeRoot(root);
-  });
-  for (let i = 1; i <= 4; i++) await startLocalFarmer(cleanups, root, i, f.chain.rpcUrl, f.home);
-  const home = join(root, "renter");
-  const init = await runCli(["init", "--home", home, "--json"]);
-  assert.equal(init.code, 0, init.stderr);
-  const common = ["--home", home, "--chain-rpc", f.chain.rpcUrl, "--deployment", devChainPaths(f.home).deployment, "--redundancy", "2/3/3/4"];
+  const { root, mnt, home, common, mounts } = await startDriveNetwork(t, "dstor-status-mounted-e2e-");
   await writeFile(join(root, "a"), randomBytes(2 * 1024 * 1024 + 5));
   const put = await runCli(["put", join(root, "a"), "/a", "--segment-size", "1MiB", ...common]);
   assert.equal(put.code, 0, put.stderr);
