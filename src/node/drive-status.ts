@@ -134,6 +134,21 @@ export class DriveStatusReporter {
     this.#log = init.logger;
   }
 
+  /** Runs one upload listed among the uploads in flight (with its progress) until it ends; the file list is refreshed after it. */
+  async #tracked<T>(path: string, bytes: number | undefined, run: (onProgress: (done: number) => void) => Promise<T>): Promise<T> {
+    const id = this.#nextUpload++;
+    const upload: UploadStatus = { path, bytesDone: 0, bytes, startedAt: Date.now() };
+    this.#uploads.set(id, upload);
+    try {
+      return await run((done) => {
+        upload.bytesDone = done;
+      });
+    } finally {
+      this.#uploads.delete(id);
+      this.#filesAt = 0; // the file list changed
+    }
+  }
+
   /**
    * The renter as the drive's data source, with every put and rewrite tracked as an
    * upload in flight: progress is the bytes of whole segments stored on
@@ -142,39 +157,11 @@ export class DriveStatusReporter {
   track(renter: Renter): DriveData {
     return {
       put: async (path, source, options) => {
-        const id = this.#nextUpload++;
         const file = (source as { path?: unknown }).path;
         const bytes = typeof file === "string" ? await stat(file).then((s) => s.size, () => undefined) : undefined;
-        const upload: UploadStatus = { path, bytesDone: 0, bytes, startedAt: Date.now() };
-        this.#uploads.set(id, upload);
-        try {
-          return await renter.put(path, source, {
-            ...options,
-            onProgress: (done) => {
-              upload.bytesDone = done;
-            },
-          });
-        } finally {
-          this.#uploads.delete(id);
-          this.#filesAt = 0; // the file list changed
-        }
+        return this.#tracked(path, bytes, (onProgress) => renter.put(path, source, { ...options, onProgress }));
       },
-      rewrite: async (path, change, options) => {
-        const id = this.#nextUpload++;
-        const upload: UploadStatus = { path, bytesDone: 0, bytes: change.size, startedAt: Date.now() };
-        this.#uploads.set(id, upload);
-        try {
-          return await renter.rewrite(path, change, {
-            ...options,
-            onProgress: (done) => {
-              upload.bytesDone = done;
-            },
-          });
-        } finally {
-          this.#uploads.delete(id);
-          this.#filesAt = 0; // the file list changed
-        }
-      },
+      rewrite: (path, change, options) => this.#tracked(path, change.size, (onProgress) => renter.rewrite(path, change, { ...options, onProgress })),
       read: (path, options) => renter.read(path, options),
       readRange: (path, offset, length, options) => renter.readRange(path, offset, length, options),
       flushDeletes: (options) => renter.flushDeletes(options),

@@ -6,17 +6,15 @@
  * failures (refunded to the renter) when the worker settles.
  */
 import assert from "node:assert/strict";
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { readFile, writeFile } from "node:fs/promises";
 import { test } from "node:test";
 import { hexlify } from "ethers";
 import { sleep } from "../../src/core/abort.js";
 import { silentLogger } from "../../src/core/logging.js";
-import { createFsPieceStore } from "../../src/farmer/store/fs-store.js";
 import { createFarmerAuditWorker } from "../../src/workers/farmer-audit.js";
 import { chainNow } from "../../src/workers/worker.js";
-import { coSign, joinFarmer, makePieces, openDeal, startFixture, TEST_PARAMS } from "../chain/fixture.js";
+import { joinFarmer, openDeal, startFixture, TEST_PARAMS } from "../chain/fixture.js";
+import { storedDeal } from "./stored-deal.js";
 
 const PASSED = 1n;
 const FAILED = 2n;
@@ -27,25 +25,8 @@ test("the farmer audit worker passes with intact pieces and fails (without answe
   const renter = await f.party();
   await joinFarmer(f, farmer);
   const dealId = await openDeal(f, renter, farmer, 200 * 5, 1_000_000n);
-  const dir = await mkdtemp(join(tmpdir(), "dstor-audit-worker-"));
-  const store = createFsPieceStore({ dir, quotaBytes: 10 * 1024 * 1024 });
-  await store.start();
-  t.after(async () => {
-    await store.stop();
-    await rm(dir, { recursive: true, force: true });
-  });
   // One piece: every sample asks it, so corrupting it fails every later challenge.
-  const { pieces, data } = makePieces(1, 5000);
-  const owner = renter.address.toLowerCase();
-  for (const p of pieces) {
-    const id = hexlify(p.pieceId).slice(2);
-    const w = await store.reserve(owner, id, Number(p.size), { root: p.pieceRoot, dealId, expiresAt: Date.now() + 3_600_000 });
-    await w.write(data.get(hexlify(p.pieceId))!);
-    await w.commit();
-    await store.confirm(owner, [id], dealId);
-  }
-  const s = await coSign(f, dealId, renter, farmer, pieces, 1n);
-  await (await renter.c.market.updateState(dealId, s.state, s.renterSig, s.farmerSig)).wait();
+  const { store, owner, pieces } = await storedDeal(t, f, renter, farmer, dealId, 1);
 
   const worker = createFarmerAuditWorker({
     farmer: farmer.address,

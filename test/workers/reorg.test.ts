@@ -10,19 +10,15 @@
  * once more — and only once.
  */
 import assert from "node:assert/strict";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { test } from "node:test";
-import { hexlify } from "ethers";
 import { sleep } from "../../src/core/abort.js";
 import { storageCost } from "../../src/chain/proofs.js";
 import { createLogger, formatLogRecord, silentLogger } from "../../src/core/logging.js";
-import { createFsPieceStore } from "../../src/farmer/store/fs-store.js";
 import { createFarmerAuditWorker } from "../../src/workers/farmer-audit.js";
 import { createRenterKeeper } from "../../src/workers/renter-keeper.js";
 import { chainNow, followTransaction, resolveConfirmations } from "../../src/workers/worker.js";
 import { coSign, joinFarmer, makePieces, openDeal, startFixture, TEST_PARAMS } from "../chain/fixture.js";
+import { storedDeal } from "./stored-deal.js";
 
 const PASSED = 1n;
 const EPOCH_SECONDS = 10;
@@ -52,24 +48,7 @@ test("an answered challenge reorged out before it is final is answered again and
   const renter = await f.party();
   await joinFarmer(f, farmer);
   const dealId = await openDeal(f, renter, farmer, 100 * EPOCH_SECONDS, 1_000_000n);
-  const dir = await mkdtemp(join(tmpdir(), "dstor-reorg-"));
-  const store = createFsPieceStore({ dir, quotaBytes: 10 * 1024 * 1024 });
-  await store.start();
-  t.after(async () => {
-    await store.stop();
-    await rm(dir, { recursive: true, force: true });
-  });
-  const { pieces, data } = makePieces(2, 5000);
-  const owner = renter.address.toLowerCase();
-  for (const p of pieces) {
-    const id = hexlify(p.pieceId).slice(2);
-    const w = await store.reserve(owner, id, Number(p.size), { root: p.pieceRoot, dealId, expiresAt: Date.now() + 3_600_000 });
-    await w.write(data.get(hexlify(p.pieceId))!);
-    await w.commit();
-    await store.confirm(owner, [id], dealId);
-  }
-  const s = await coSign(f, dealId, renter, farmer, pieces, 1n);
-  await (await renter.c.market.updateState(dealId, s.state, s.renterSig, s.farmerSig)).wait();
+  const { store } = await storedDeal(t, f, renter, farmer, dealId, 2);
 
   // From here on the test makes every block.
   await f.provider.send("evm_setAutomine", [false]);
