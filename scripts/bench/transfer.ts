@@ -31,6 +31,7 @@ import { merkleRoot } from "../../src/crypto/merkle.js";
 import { FarmerClient } from "../../src/farmer/client.js";
 import { FarmerService, type FarmerStream } from "../../src/farmer/service.js";
 import { createFsPieceStore } from "../../src/farmer/store/fs-store.js";
+import { BULK_TICKET_PROTOCOL, BulkDialer, BulkServer } from "../../src/node/bulk.js";
 import { createDstorLibp2p, type Libp2pEncryption } from "../../src/node/libp2p.js";
 import { createOrder, OrderAction, signOrder } from "../../src/protocol/orders.js";
 import { DSTOR_PROTOCOLS } from "../../src/protocol/protocols.js";
@@ -83,7 +84,7 @@ async function tcpSinkChild(dir: string): Promise<void> {
   process.on("disconnect", () => process.exit(0));
 }
 
-async function farmerChild(dir: string, encryption: Libp2pEncryption[]): Promise<void> {
+async function farmerChild(dir: string, encryption: Libp2pEncryption[], direct: boolean): Promise<void> {
   const wallet = Wallet.createRandom();
   const store = createFsPieceStore({ dir: join(dir, "store"), quotaBytes: 4 * 1024 * 1024 * 1024 });
   await store.start();
@@ -109,9 +110,16 @@ async function farmerChild(dir: string, encryption: Libp2pEncryption[]): Promise
     const h = handlers[p];
     await node.handle(p, (stream, conn) => h(stream as unknown as FarmerStream, conn.remotePeer.toString()), { maxInboundStreams: 16 });
   }
+  const bulk = direct ? new BulkServer({ host: "127.0.0.1", port: 0, handlers }) : undefined;
+  if (bulk !== undefined) {
+    await bulk.start();
+    const issue = bulk.ticketHandler();
+    await node.handle(BULK_TICKET_PROTOCOL, (stream, conn) => issue(stream as unknown as FarmerStream, conn.remotePeer.toString()));
+  }
   answerCpuRequests();
   process.send?.({ addr: node.getMultiaddrs()[0]!.toString(), wallet: wallet.address.toLowerCase() } satisfies ChildMessage);
   process.on("disconnect", async () => {
+    await bulk?.stop();
     await service.stop();
     await node.stop();
     await store.stop();
@@ -176,18 +184,19 @@ async function main(): Promise<void> {
     const baseline = mbps(PIECE_BYTES, best);
     emit({ name: "tcp-fsync", MBps: round(baseline, 1), ratioToBaseline: 1 });
 
-    const variants: Array<{ suffix: string; encryption: Libp2pEncryption[] }> = [
-      { suffix: "", encryption: ["tls", "noise"] },
-      { suffix: "/tls", encryption: ["tls"] },
-      { suffix: "/noise", encryption: ["noise"] },
+    const variants: Array<{ suffix: string; encryption: Libp2pEncryption[]; direct: boolean }> = [
+      { suffix: "", encryption: ["tls", "noise"], direct: true },
+      { suffix: "/libp2p-tls", encryption: ["tls"], direct: false },
+      { suffix: "/libp2p-noise", encryption: ["noise"], direct: false },
     ];
     for (const v of variants) {
       if (quick && v.suffix !== "") continue;
       const sub = join(dir, `farmer${v.suffix.replace("/", "-")}`);
-      const farmer = await startChild(["farmer", sub, v.encryption.join(",")]);
+      const farmer = await startChild(["farmer", sub, v.encryption.join(","), v.direct ? "direct" : "libp2p"]);
       const renterWallet = Wallet.createRandom();
       const node = await createDstorLibp2p({ privateKeySeed: new Uint8Array(randomBytes(32)), encryption: v.encryption, allowPrivateAddresses: true });
-      const client = new FarmerClient({ node });
+      const dialer = v.direct ? new BulkDialer({ node }) : undefined;
+      const client = new FarmerClient({ node: dialer ?? node });
       const addr = farmer.msg.addr!;
       const farmerWallet = farmer.msg.wallet!;
       const renter = renterWallet.address.toLowerCase();
@@ -219,7 +228,8 @@ async function main(): Promise<void> {
         const del = await order(OrderAction.Delete, pieceId);
         await client.delete(addr, { ...del, pieceId });
       }
-      const enc = node.getConnections()[0]?.encryption;
+      const enc = dialer !== undefined && dialer.openConnections > 0 ? "direct TLS 1.3 (PSK)" : node.getConnections()[0]?.encryption;
+      dialer?.stop();
       for (const [name, ms, c] of [
         [`piece-put${v.suffix}`, bestPut, cpu.put],
         [`piece-get${v.suffix}`, bestGet, cpu.get],
@@ -238,5 +248,5 @@ async function main(): Promise<void> {
 
 const role = process.argv[2];
 if (role === "tcp-sink") await tcpSinkChild(process.argv[3]!);
-else if (role === "farmer") await farmerChild(process.argv[3]!, process.argv[4]!.split(",") as Libp2pEncryption[]);
+else if (role === "farmer") await farmerChild(process.argv[3]!, process.argv[4]!.split(",") as Libp2pEncryption[], process.argv[5] === "direct");
 else await main();

@@ -30,6 +30,7 @@ export const OPTIONS = [
   { name: "allow-other", type: "boolean", default: false, help: "Let other users see the mounted drive (FUSE allow_other; needs user_allow_other in /etc/fuse.conf)." },
   { name: "block-time", type: "number", default: 1, help: "Seconds between blocks of the embedded dev chain (`dstor chain`)." },
   { name: "bootstrap", type: "list", help: "Peers to join the DHT through, as comma-separated libp2p multiaddrs ending in /p2p/<peer id> (registered farmers are used too)." },
+  { name: "bulk-port", type: "number", default: 0, help: "TCP port of the farmer's direct-transfer listener (TLS 1.3 with per-renter keys handed out over libp2p; piece bytes skip the libp2p stack), on the host of the first --listen address; 0 picks a free port, -1 turns direct transfers off." },
   { name: "cache-dir", type: "string", help: "Directory for the write-back staging journal of the mounted drive (default: HOME/renter/cache)." },
   { name: "cache-size", type: "size", default: 1024 * 1024 * 1024, help: "Largest size of the in-memory decrypted segment cache, e.g. 1GiB." },
   { name: "chain-rpc", type: "string", help: "JSON-RPC URL of an EVM chain to use instead of the embedded local chain." },

@@ -352,6 +352,9 @@ export class FarmerClient {
     const reader = new FrameReader(stream as ByteSource);
     try {
       const result = await body(stream, reader, signal);
+      // Our side is done: half-close it if the body did not (a put whose
+      // answer came before its close). A no-op on a stream already closed.
+      await stream.close({ signal }).catch(() => {});
       return result;
     } catch (error) {
       stream.abort(error instanceof Error ? error : new Error(String(error)));

@@ -23,7 +23,7 @@ import { deriveKeys } from "../crypto/keys.js";
 import { ChainDealChecker, type RegistrationResult, registerFarmer, requiredStake } from "../farmer/chain.js";
 import { DealStateSigner } from "../farmer/deal-sign.js";
 import { DEFAULT_EGRESS_PRICE_PER_GB, EgressVoucherBook } from "../farmer/egress.js";
-import { FarmerService, type FarmerStream } from "../farmer/service.js";
+import { type FarmerHandler, FarmerService, type FarmerStream } from "../farmer/service.js";
 import { createFsPieceStore } from "../farmer/store/fs-store.js";
 import { MAX_CONCURRENT_STREAMS_PER_PEER } from "../protocol/limits.js";
 import { type DstorProtocolId, PIECE_PUT_PROTOCOL } from "../protocol/protocols.js";
@@ -32,6 +32,7 @@ import { createFarmerDirectory } from "../renter/directory.js";
 import { announceFarmer } from "./discovery.js";
 import { createFarmerAuditWorker, dealScanner } from "../workers/farmer-audit.js";
 import { chainNow, finalityTimeoutMs, resolveConfirmations } from "../workers/worker.js";
+import { BULK_TICKET_PROTOCOL, BulkServer, bulkListenHost } from "./bulk.js";
 import { homePaths, initHome } from "./home.js";
 import { createDstorLibp2p, type DstorLibp2p, type Libp2pEncryption, privateKeyFromSeed } from "./libp2p.js";
 
@@ -59,6 +60,8 @@ export interface FarmerNodeInit {
   listen: string[];
   /** Addresses to announce instead of the listen addresses. */
   announce?: string[];
+  /** Port of the direct-transfer listener (src/node/bulk.ts); 0 (default) picks one, -1 turns it off. */
+  bulkPort?: number;
   /** `--bootstrap`: extra peers to join the DHT through (registered farmers are used too). */
   bootstrap?: readonly string[];
   /** `--dht` (default true): announce this farmer on the DHT. */
@@ -101,6 +104,8 @@ export interface FarmerNode {
   /** What registration did, or "skipped". */
   readonly registration: RegistrationResult | "skipped";
   readonly libp2p: DstorLibp2p;
+  /** Port of the direct-transfer listener, when it runs. */
+  readonly bulkPort: number | undefined;
   readonly service: FarmerService;
   /** Stops everything; idempotent. */
   stop(): Promise<void>;
@@ -198,6 +203,7 @@ export async function startFarmerNode(init: FarmerNodeInit): Promise<FarmerNode>
         },
       );
     }
+    const bulkPort = await startBulk(init, handlers, node, cleanups, log);
     const addrs = node.getMultiaddrs().map((a) => a.toString());
     let registration: RegistrationResult | "skipped" = "skipped";
     if (init.register !== false) {
@@ -267,6 +273,7 @@ export async function startFarmerNode(init: FarmerNodeInit): Promise<FarmerNode>
       chainId,
       registration,
       libp2p: node,
+      bulkPort,
       service,
       stop() {
         stopping ??= cleanup();
@@ -277,4 +284,39 @@ export async function startFarmerNode(init: FarmerNodeInit): Promise<FarmerNode>
     await cleanup();
     throw error;
   }
+}
+
+/**
+ * Starts the direct-transfer listener on the host of the first TCP listen
+ * address and serves its tickets over libp2p; returns its port (undefined
+ * when turned off or when no listen address is a plain IP).
+ */
+async function startBulk(
+  init: FarmerNodeInit,
+  handlers: Record<string, FarmerHandler>,
+  node: DstorLibp2p,
+  cleanups: Array<() => Promise<void>>,
+  log: Logger,
+): Promise<number | undefined> {
+  const port = init.bulkPort ?? 0;
+  if (port === -1) return undefined;
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new DstorError("INVALID_OPTION", "--bulk-port must be a port number, 0 for any free port, or -1 for off");
+  const host = bulkListenHost(init.listen);
+  if (host === undefined) {
+    log.warn("no /ip4 or /ip6 TCP listen address; direct transfers are off");
+    return undefined;
+  }
+  const bulk = new BulkServer({ host, port, handlers, logger: log.child("bulk") });
+  try {
+    await bulk.start();
+  } catch (error) {
+    throw new DstorError("INVALID_OPTION", `cannot listen for direct transfers on ${host}:${port}: ${(error as Error).message}`, { cause: error });
+  }
+  cleanups.push(() => bulk.stop());
+  const issue = bulk.ticketHandler();
+  await node.handle(BULK_TICKET_PROTOCOL, (stream: Stream, connection) => issue(stream as unknown as FarmerStream, connection.remotePeer.toString()), {
+    maxInboundStreams: 4,
+    maxOutboundStreams: 1,
+  });
+  return bulk.port;
 }

@@ -27,6 +27,7 @@ import { deriveKeys } from "../crypto/keys.js";
 import type { KernelChoice } from "../erasure/index.js";
 import { parseRedundancyStrategy } from "../erasure/strategy.js";
 import { FarmerClient } from "../farmer/client.js";
+import { BulkDialer } from "./bulk.js";
 import { type MetadataDb, openMetadataDb } from "../metadata/db.js";
 import { ChainDeals, DEFAULT_DEAL_TERM_SECONDS } from "../renter/deals.js";
 import { type NetworkCapacity, networkCapacity } from "../renter/capacity.js";
@@ -324,7 +325,10 @@ export async function openRenterNode(init: RenterNodeInit): Promise<RenterNode> 
     cleanups.push(async () => {
       await node.stop();
     });
-    const client = new FarmerClient({ node });
+    // Piece puts and gets go over direct TLS connections where farmers offer them (src/node/bulk.ts).
+    const dialer = new BulkDialer({ node, logger: log.child("bulk") });
+    cleanups.push(async () => dialer.stop());
+    const client = new FarmerClient({ node: dialer });
     // Bootstrap peers for DHT lookups: --bootstrap, --farmers, and every farmer this renter has used.
     const bootstrap = async (): Promise<string[]> => [
       ...(init.bootstrap ?? []),

@@ -24,6 +24,7 @@ interface FarmArgs {
   "egress-price-gb": number;
   confirmations?: number;
   listen: string[];
+  "bulk-port": number;
   bootstrap?: string[];
   dht: boolean;
   "chain-rpc"?: string;
@@ -40,7 +41,7 @@ export const farmCommand: CommandModule<object, FarmArgs> = {
   command: "farm",
   describe: "Offer disk space as a farmer: serve pieces over libp2p and register on-chain, until interrupted",
   builder: (yargs) =>
-    addOptions(yargs, ["home", "storage", "quota", "price-tb-month", "egress-price-gb", "listen", "bootstrap", "dht", "chain-rpc", "deployment", "port", "unconfirmed-ttl", "confirmations", "dev-refuse-reads", "json"]).option(
+    addOptions(yargs, ["home", "storage", "quota", "price-tb-month", "egress-price-gb", "listen", "bulk-port", "bootstrap", "dht", "chain-rpc", "deployment", "port", "unconfirmed-ttl", "confirmations", "dev-refuse-reads", "json"]).option(
       "phrase-file",
       { type: "string", describe: "Create the home with the phrase in this file (first run only) instead of a new one" },
     ) as never,
@@ -67,6 +68,7 @@ export const farmCommand: CommandModule<object, FarmArgs> = {
       egressPriceGb: args["egress-price-gb"],
       ...(args.confirmations === undefined ? {} : { confirmations: args.confirmations }),
       listen: args.listen,
+      bulkPort: args["bulk-port"],
       bootstrap: args.bootstrap ?? [],
       dht: args.dht,
       rpcUrl,
@@ -84,6 +86,7 @@ export const farmCommand: CommandModule<object, FarmArgs> = {
           event: "ready",
           peerId: farmer.peerId,
           addrs: farmer.addrs,
+          bulkPort: farmer.bulkPort ?? null,
           wallet: farmer.wallet,
           chainId: farmer.chainId.toString(),
           registration: farmer.registration,
@@ -98,6 +101,7 @@ export const farmCommand: CommandModule<object, FarmArgs> = {
           `  wallet   ${farmer.wallet}`,
           `  quota    ${formatBytes(args.quota)} at ${args["price-tb-month"]} tokens per TB-month`,
           ...farmer.addrs.map((a) => `  listen   ${a}`),
+          ...(farmer.bulkPort === undefined ? [] : [`  direct   port ${farmer.bulkPort} (piece transfers)`]),
           "Press Ctrl-C to stop.",
           "",
         ].join("\n"),
