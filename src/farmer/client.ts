@@ -192,6 +192,9 @@ export class FarmerClient {
         throw error;
       }
       if (!response.ok) throw errorFromResponse(response, targetName(target));
+      // The farmer closes its side right after the answer; waiting for that
+      // lets a pooled direct connection be reused at once (src/node/bulk.ts).
+      await reader.readEnd({ signal }).catch(() => {});
       // An OK means the farmer received exactly `size` bytes with the declared
       // root and committed them. It can arrive while our half-close is still
       // in flight, which the early-answer abort above then interrupts: that

@@ -453,6 +453,7 @@ export class BulkServer {
   readonly #perPeer = new Map<string, number>();
   #server: Server | undefined;
   #port = 0;
+  #accepted = 0;
 
   constructor(init: BulkServerInit) {
     this.#init = init;
@@ -462,6 +463,11 @@ export class BulkServer {
   /** The port listened on (after {@link BulkServer.start}). */
   get port(): number {
     return this.#port;
+  }
+
+  /** Connections accepted since start (tests and status). */
+  get connectionCount(): number {
+    return this.#accepted;
   }
 
   /** Listens; resolves with the port. */
@@ -537,6 +543,7 @@ export class BulkServer {
       return;
     }
     this.#perPeer.set(peer, count + 1);
+    this.#accepted++;
     const conn = new BulkConnection(socket);
     this.#connections.add(conn);
     socket.setTimeout(this.#init.idleMs ?? BULK_SERVER_IDLE_MS);
@@ -635,13 +642,14 @@ export class BulkDialer implements StreamDialer {
       state.ticket = undefined;
       return this.#node.dialProtocol(target, protocols, options);
     }
-    conn.socket.setTimeout(0);
+    // The idle deadline stays armed during exchanges too: one that stalls
+    // (a peer that never sends its END) does not hold the socket forever.
+    conn.socket.setTimeout(this.#idleMs);
     const exchange = conn.begin();
     conn.sendOpen(protocol);
     exchange.whenComplete(() => {
       if (conn.failed || this.#stopped) return;
       state.idle.push(conn);
-      conn.socket.setTimeout(this.#idleMs);
     });
     return exchange as unknown as Stream;
   }

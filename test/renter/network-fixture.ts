@@ -78,7 +78,11 @@ export async function startLocalFarmer(
   const child = proc.child;
   const stop = (): Promise<void> => stopChild(child, 3_000);
   cleanups.push(stop);
-  const ready = (await proc.ready) as { peerId: string; addrs: string[]; wallet: string };
+  const ready = (await proc.ready) as { peerId: string; addrs: string[]; wallet: string; bulkPort: number | null };
+  // Every farmer here offers direct transfers (src/node/bulk.ts) unless told not to.
+  if (!extraArgs.includes("--bulk-port") && !(Number.isInteger(ready.bulkPort) && ready.bulkPort! > 0)) {
+    throw new Error(`farmer ${index} reports no direct-transfer port: ${JSON.stringify(ready.bulkPort)}`);
+  }
   return {
     index,
     home,

@@ -1,0 +1,373 @@
+/**
+ * Direct transfers (src/node/bulk.ts) between real libp2p nodes and a real
+ * TLS listener on loopback: a FarmerService with an in-memory store on one
+ * side, FarmerClient over a BulkDialer on the other.
+ */
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import tls from "node:tls";
+import { after, before, test } from "node:test";
+import { multiaddr } from "@multiformats/multiaddr";
+import { type HDNodeWallet, Wallet } from "ethers";
+import { isDstorError } from "../../src/core/errors.js";
+import { merkleRoot } from "../../src/crypto/merkle.js";
+import { FarmerClient } from "../../src/farmer/client.js";
+import { type FarmerHandler, FarmerService, type FarmerStream } from "../../src/farmer/service.js";
+import { createMemoryPieceStore } from "../../src/farmer/store/memory-store.js";
+import type { PieceStore } from "../../src/farmer/store/types.js";
+import { BULK_TICKET_PROTOCOL, BulkDialer, BulkServer, bulkListenHost, parseTicket } from "../../src/node/bulk.js";
+import { createDstorLibp2p, type DstorLibp2p } from "../../src/node/libp2p.js";
+import { encodeFrame, FrameReader, writeFrame } from "../../src/protocol/codec.js";
+import { decodeInfoResponse, encodeInfoRequest } from "../../src/protocol/messages.js";
+import { createOrder, OrderAction, signOrder } from "../../src/protocol/orders.js";
+import { DSTOR_PROTOCOLS, NODE_INFO_PROTOCOL, PIECE_PUT_PROTOCOL } from "../../src/protocol/protocols.js";
+import { MemorySerialStore } from "../../src/protocol/serials.js";
+
+const CHAIN = 1n;
+
+interface Farmer {
+  node: DstorLibp2p;
+  addr: string;
+  wallet: HDNodeWallet;
+  store: PieceStore;
+  service: FarmerService;
+  bulk: BulkServer | undefined;
+  /** Exchanges served, per path and protocol. */
+  served: { libp2p: Map<string, number>; direct: Map<string, number> };
+  stop(): Promise<void>;
+}
+
+function counted(handlers: Record<string, FarmerHandler>, into: Map<string, number>): Record<string, FarmerHandler> {
+  return Object.fromEntries(
+    Object.entries(handlers).map(([p, h]) => [
+      p,
+      (stream: FarmerStream, peer: string) => {
+        into.set(p, (into.get(p) ?? 0) + 1);
+        return h(stream, peer);
+      },
+    ]),
+  );
+}
+
+async function startFarmer(direct: boolean): Promise<Farmer> {
+  const store = createMemoryPieceStore({ quotaBytes: 64 << 20 });
+  await store.start();
+  const wallet = Wallet.createRandom();
+  const node = await createDstorLibp2p({ privateKeySeed: new Uint8Array(randomBytes(32)), listen: ["/ip4/127.0.0.1/tcp/0"], allowPrivateAddresses: true, dhtServer: false });
+  const service = new FarmerService({
+    store,
+    serials: new MemorySerialStore(),
+    deals: { isFunded: async () => true },
+    chainId: CHAIN,
+    wallet: wallet.address,
+    peerId: node.peerId.toString(),
+    priceTbMonth: 1n,
+    version: "test",
+  });
+  const served = { libp2p: new Map<string, number>(), direct: new Map<string, number>() };
+  const viaLibp2p = counted(service.handlers(), served.libp2p);
+  for (const p of DSTOR_PROTOCOLS) {
+    const h = viaLibp2p[p]!;
+    await node.handle(p, (stream, conn) => h(stream as unknown as FarmerStream, conn.remotePeer.toString()), { maxInboundStreams: 32 });
+  }
+  let bulk: BulkServer | undefined;
+  if (direct) {
+    bulk = new BulkServer({ host: bulkListenHost(["/ip4/127.0.0.1/tcp/0"])!, port: 0, handlers: counted(service.handlers(), served.direct) });
+    await bulk.start();
+    const issue = bulk.ticketHandler();
+    await node.handle(BULK_TICKET_PROTOCOL, (stream, conn) => issue(stream as unknown as FarmerStream, conn.remotePeer.toString()));
+  }
+  const farmer: Farmer = {
+    node,
+    addr: node.getMultiaddrs()[0]!.toString(),
+    wallet,
+    store,
+    service,
+    bulk,
+    served,
+    async stop() {
+      // The current listener: a test may have replaced the first one.
+      await farmer.bulk?.stop();
+      await service.stop();
+      await node.stop();
+      await store.stop();
+    },
+  };
+  return farmer;
+}
+
+interface Renter {
+  node: DstorLibp2p;
+  dialer: BulkDialer;
+  client: FarmerClient;
+  wallet: HDNodeWallet;
+  stop(): Promise<void>;
+}
+
+async function startRenter(): Promise<Renter> {
+  const node = await createDstorLibp2p({ privateKeySeed: new Uint8Array(randomBytes(32)), allowPrivateAddresses: true, dhtServer: false });
+  const dialer = new BulkDialer({ node });
+  return {
+    node,
+    dialer,
+    client: new FarmerClient({ node: dialer }),
+    wallet: Wallet.createRandom(),
+    async stop() {
+      dialer.stop();
+      await node.stop();
+    },
+  };
+}
+
+async function putPiece(r: Renter, f: Farmer, data: Uint8Array, options: { signal?: AbortSignal; farmerAddress?: string } = {}) {
+  const pieceId = randomBytes(32).toString("hex");
+  const order = createOrder({
+    chainId: CHAIN,
+    dealId: 1n,
+    renter: r.wallet.address,
+    farmer: options.farmerAddress ?? f.wallet.address,
+    pieceId,
+    action: OrderAction.Put,
+    maxBytes: data.byteLength,
+  });
+  const root = Buffer.from(merkleRoot(data)).toString("hex");
+  await r.client.put(f.addr, { ...(await signOrder(r.wallet, CHAIN, order)), pieceId, size: data.byteLength, root }, data, options);
+  return { pieceId, root };
+}
+
+async function getPiece(r: Renter, f: Farmer, pieceId: string, root: string, size: number) {
+  const order = createOrder({ chainId: CHAIN, dealId: 1n, renter: r.wallet.address, farmer: f.wallet.address, pieceId, action: OrderAction.Get, maxBytes: size });
+  return (await r.client.get(f.addr, { ...(await signOrder(r.wallet, CHAIN, order)), pieceId, root, size })).data;
+}
+
+/** A ticket fetched by hand over libp2p, for raw TLS clients. */
+async function ticketFor(r: Renter, f: Farmer) {
+  const stream = await r.node.dialProtocol(multiaddr(f.addr), BULK_TICKET_PROTOCOL);
+  const reader = new FrameReader(stream);
+  await writeFrame(stream, new TextEncoder().encode("{}"));
+  await stream.close();
+  const ticket = parseTicket(JSON.parse(new TextDecoder().decode(await reader.readFrame({ maxBytes: 1024 }))));
+  reader.close();
+  return ticket;
+}
+
+/** Opens a raw PSK connection; resolves once the handshake is done or rejects. */
+function rawConnect(port: number, identity: string, key: Buffer): Promise<tls.TLSSocket> {
+  return new Promise((resolve, reject) => {
+    const socket = tls.connect({
+      host: "127.0.0.1",
+      port,
+      minVersion: "TLSv1.3",
+      checkServerIdentity: () => undefined,
+      pskCallback: () => ({ psk: key, identity }),
+    });
+    socket.once("secureConnect", () => resolve(socket));
+    socket.once("error", reject);
+  });
+}
+
+/** Resolves with how the connection ended: "closed" when the peer closed it, "open" if still open after `ms`. */
+function closedWithin(socket: tls.TLSSocket, ms: number): Promise<"closed" | "open"> {
+  return new Promise((resolve) => {
+    if (socket.destroyed) return resolve("closed");
+    const timer = setTimeout(() => resolve("open"), ms);
+    socket.once("close", () => {
+      clearTimeout(timer);
+      resolve("closed");
+    });
+    socket.on("error", () => {});
+    socket.resume();
+  });
+}
+
+let farmer: Farmer;
+let renter: Renter;
+
+before(async () => {
+  farmer = await startFarmer(true);
+  renter = await startRenter();
+});
+
+after(async () => {
+  await renter?.stop();
+  await farmer?.stop();
+});
+
+test("puts and gets go over one pooled direct connection, not libp2p, and come back identical", async () => {
+  const sizes = [0, 1, 1024, 300_000, 2 * 1024 * 1024 + 5];
+  const before = farmer.bulk!.connectionCount;
+  for (const size of sizes) {
+    const data = new Uint8Array(randomBytes(size));
+    const { pieceId, root } = await putPiece(renter, farmer, data);
+    const back = await getPiece(renter, farmer, pieceId, root, size);
+    assert.deepEqual(Buffer.from(back), Buffer.from(data), `${size} bytes`);
+  }
+  assert.equal(farmer.served.direct.get(PIECE_PUT_PROTOCOL), sizes.length);
+  assert.equal(farmer.served.libp2p.get(PIECE_PUT_PROTOCOL) ?? 0, 0, "no put went through libp2p");
+  assert.equal(renter.dialer.openConnections, 1, "sequential exchanges reuse one connection");
+  assert.equal(farmer.bulk!.connectionCount - before, 1);
+});
+
+test("concurrent puts use several connections, all succeed, and the pool is reused afterwards", async () => {
+  const pieces = await Promise.all(Array.from({ length: 6 }, async () => {
+    const data = new Uint8Array(randomBytes(200_000));
+    return { data, ...(await putPiece(renter, farmer, data)) };
+  }));
+  const open = renter.dialer.openConnections;
+  assert.ok(open >= 2 && open <= 7, `connections: ${open}`);
+  for (const p of pieces) assert.deepEqual(Buffer.from(await getPiece(renter, farmer, p.pieceId, p.root, 200_000)), Buffer.from(p.data));
+  assert.equal(renter.dialer.openConnections, open, "no new connection for sequential gets");
+});
+
+test("a refused put gives the farmer's error code; the next put works", async () => {
+  const data = new Uint8Array(randomBytes(50_000));
+  await assert.rejects(putPiece(renter, farmer, data, { farmerAddress: Wallet.createRandom().address }), (e) => isDstorError(e, "ORDER_WRONG_FARMER"));
+  const { pieceId, root } = await putPiece(renter, farmer, data);
+  assert.deepEqual(Buffer.from(await getPiece(renter, farmer, pieceId, root, data.byteLength)), Buffer.from(data));
+});
+
+test("an upload cancelled midway leaves nothing on the farmer, and the next one works", async () => {
+  const used = farmer.store.usage().used;
+  const controller = new AbortController();
+  const data = new Uint8Array(randomBytes(8 * 1024 * 1024));
+  const chunks = (async function* () {
+    for (let i = 0; i < data.byteLength; i += 256 * 1024) {
+      if (i === 1024 * 1024) controller.abort(new Error("long tail"));
+      yield data.subarray(i, i + 256 * 1024);
+    }
+  })();
+  const pieceId = randomBytes(32).toString("hex");
+  const order = createOrder({ chainId: CHAIN, dealId: 1n, renter: renter.wallet.address, farmer: farmer.wallet.address, pieceId, action: OrderAction.Put, maxBytes: data.byteLength });
+  const request = { ...(await signOrder(renter.wallet, CHAIN, order)), pieceId, size: data.byteLength, root: Buffer.from(merkleRoot(data)).toString("hex") };
+  await assert.rejects(renter.client.put(farmer.addr, request, chunks, { signal: controller.signal }));
+  for (let i = 0; i < 200 && farmer.store.usage().reserved > 0; i++) await new Promise((r) => setTimeout(r, 10));
+  assert.equal(farmer.store.usage().reserved, 0, "the reservation was released");
+  assert.equal(farmer.store.usage().used, used, "nothing was kept");
+  const small = new Uint8Array(randomBytes(10_000));
+  const next = await putPiece(renter, farmer, small);
+  assert.deepEqual(Buffer.from(await getPiece(renter, farmer, next.pieceId, next.root, small.byteLength)), Buffer.from(small));
+});
+
+test("a farmer without direct transfers is reached through libp2p", async () => {
+  const plain = await startFarmer(false);
+  try {
+    const data = new Uint8Array(randomBytes(100_000));
+    const { pieceId, root } = await putPiece(renter, plain, data);
+    assert.deepEqual(Buffer.from(await getPiece(renter, plain, pieceId, root, data.byteLength)), Buffer.from(data));
+    assert.equal(plain.served.libp2p.get(PIECE_PUT_PROTOCOL), 1);
+  } finally {
+    await plain.stop();
+  }
+});
+
+test("a farmer that restarted its listener (tickets forgotten): the renter falls back to libp2p and nothing fails", async () => {
+  const f = await startFarmer(true);
+  const r = await startRenter();
+  try {
+    const first = await putPiece(r, f, new Uint8Array(randomBytes(1000)));
+    assert.equal(f.served.direct.get(PIECE_PUT_PROTOCOL), 1);
+    // A new listener on the same port knows none of the old tickets.
+    const port = f.bulk!.port;
+    await f.bulk!.stop();
+    const fresh = new BulkServer({ host: "127.0.0.1", port, handlers: counted(f.service.handlers(), f.served.direct) });
+    await fresh.start();
+    f.bulk = fresh;
+    for (let i = 0; i < 100 && r.dialer.openConnections > 0; i++) await new Promise((res) => setTimeout(res, 10));
+    const data = new Uint8Array(randomBytes(5000));
+    const second = await putPiece(r, f, data);
+    assert.equal(f.served.libp2p.get(PIECE_PUT_PROTOCOL), 1, "the second put went through libp2p");
+    assert.deepEqual(Buffer.from(await getPiece(r, f, second.pieceId, second.root, data.byteLength)), Buffer.from(data));
+    assert.ok(first.pieceId !== second.pieceId);
+  } finally {
+    await r.stop();
+    await f.stop();
+  }
+});
+
+test("handshakes with an unknown identity or a wrong key are refused; the farmer keeps serving", async () => {
+  const ticket = await ticketFor(renter, farmer);
+  await assert.rejects(rawConnect(ticket.port, randomBytes(16).toString("hex"), randomBytes(32)));
+  await assert.rejects(rawConnect(ticket.port, ticket.identity, randomBytes(32)));
+  const good = await rawConnect(ticket.port, ticket.identity, Buffer.from(ticket.key, "hex"));
+  good.destroy();
+  const data = new Uint8Array(randomBytes(1000));
+  await putPiece(renter, farmer, data);
+});
+
+test("malformed traffic resets only that connection: unknown message type, unknown protocol, DATA before OPEN, oversized DATA", async () => {
+  const ticket = await ticketFor(renter, farmer);
+  const key = Buffer.from(ticket.key, "hex");
+  const id = Buffer.from("/no/such/1");
+  const cases: Array<[string, Buffer]> = [
+    ["unknown type", Buffer.of(0x09)],
+    ["unknown protocol", Buffer.concat([Buffer.of(0x01, 0, id.byteLength), id])],
+    ["DATA before OPEN", Buffer.of(0x02, 0, 0, 0, 1, 0xff)],
+    ["oversized DATA", Buffer.concat([Buffer.of(0x01, 0, Buffer.byteLength(NODE_INFO_PROTOCOL)), Buffer.from(NODE_INFO_PROTOCOL), Buffer.of(0x02, 0x10, 0, 0, 0)])],
+    ["empty protocol id", Buffer.of(0x01, 0, 0)],
+  ];
+  for (const [what, bytes] of cases) {
+    const socket = await rawConnect(ticket.port, ticket.identity, key);
+    socket.write(bytes);
+    assert.equal(await closedWithin(socket, 5000), "closed", what);
+  }
+  const data = new Uint8Array(randomBytes(1000));
+  await putPiece(renter, farmer, data);
+});
+
+test("the wire format survives being cut into one-byte records (an info exchange by hand)", async () => {
+  const ticket = await ticketFor(renter, farmer);
+  const socket = await rawConnect(ticket.port, ticket.identity, Buffer.from(ticket.key, "hex"));
+  try {
+    const id = Buffer.from(NODE_INFO_PROTOCOL);
+    const request = encodeFrame(encodeInfoRequest());
+    const data = Buffer.alloc(5);
+    data[0] = 0x02;
+    data.writeUInt32BE(request.byteLength, 1);
+    const wire = Buffer.concat([Buffer.of(0x01, 0, id.byteLength), id, data, request, Buffer.of(0x03)]);
+    const received: Buffer[] = [];
+    const ended = new Promise<Buffer>((resolve, reject) => {
+      socket.on("data", (chunk: Buffer) => {
+        received.push(chunk);
+        const all = Buffer.concat(received);
+        // DATA messages then END: walk them.
+        let at = 0;
+        const payload: Buffer[] = [];
+        while (at < all.byteLength) {
+          if (all[at] === 0x03) return resolve(Buffer.concat(payload));
+          if (all[at] !== 0x02 || at + 5 > all.byteLength) return;
+          const length = all.readUInt32BE(at + 1);
+          if (at + 5 + length > all.byteLength) return;
+          payload.push(all.subarray(at + 5, at + 5 + length));
+          at += 5 + length;
+        }
+      });
+      socket.once("close", () => reject(new Error("closed before END")));
+    });
+    for (const byte of wire) {
+      socket.write(Buffer.of(byte));
+      await new Promise((r) => setImmediate(r));
+    }
+    const answer = await ended;
+    const reader = new FrameReader((async function* () {
+      yield answer;
+    })());
+    const frame = await reader.readFrame({ maxBytes: 1 << 16 });
+    const info = decodeInfoResponse(frame);
+    assert.equal(info.peerId, farmer.node.peerId.toString());
+    // The connection stays usable: a second exchange on it.
+    assert.equal(await closedWithin(socket, 200), "open");
+  } finally {
+    socket.destroy();
+  }
+});
+
+test("malformed tickets are rejected", () => {
+  const good = { v: 1, ok: true, port: 1234, identity: "ab".repeat(16), key: "cd".repeat(32) };
+  assert.deepEqual(parseTicket(good), { port: 1234, identity: good.identity, key: good.key });
+  for (const bad of [null, {}, { ...good, v: 2 }, { ...good, ok: false }, { ...good, port: 0 }, { ...good, port: 70000 }, { ...good, identity: "x" }, { ...good, key: "AB".repeat(32) }]) {
+    assert.throws(() => parseTicket(bad), (e) => isDstorError(e, "MESSAGE_MALFORMED"), JSON.stringify(bad));
+  }
+  assert.equal(bulkListenHost(["/ip4/127.0.3.1/tcp/7001"]), "127.0.3.1");
+  assert.equal(bulkListenHost(["/dns4/example.com/tcp/1", "/ip6/::1/tcp/2"]), "::1");
+  assert.equal(bulkListenHost(["/dns4/example.com/tcp/1"]), undefined);
+});
