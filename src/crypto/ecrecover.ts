@@ -7,7 +7,7 @@
  * arithmetic differs — 10-20× cheaper natively, which matters to a farmer
  * that recovers the renter of every order it serves.
  */
-import { computeAddress, getBytes, hexlify, Signature, type SignatureLike, type TypedDataDomain, TypedDataEncoder, type TypedDataField, verifyTypedData } from "ethers";
+import { computeAddress, getBytes, recoverAddress, hexlify, Signature, type SignatureLike, type TypedDataDomain, TypedDataEncoder, type TypedDataField, verifyTypedData } from "ethers";
 import { loadNative } from "../core/native.js";
 
 /**
@@ -23,7 +23,17 @@ export function recoverTypedDataAddress(
 ): string {
   const native = loadNative();
   if (native === undefined) return verifyTypedData(domain, types, value, signature);
-  const digest = getBytes(TypedDataEncoder.hash(domain, types, value));
+  return recoverDigestAddress(getBytes(TypedDataEncoder.hash(domain, types, value)), signature);
+}
+
+/**
+ * The address (EIP-55 checksummed) that signed the 32-byte `digest`, natively
+ * when the addon is loaded (else with ethers); throws like
+ * {@link recoverTypedDataAddress}.
+ */
+export function recoverDigestAddress(digest: Uint8Array, signature: SignatureLike): string {
+  const native = loadNative();
+  if (native === undefined) return recoverAddress(digest, signature);
   const sig = Signature.from(signature);
   const key = native.ecrecover(digest, getBytes(sig.r), getBytes(sig.s), sig.yParity);
   if (key === null) throw new Error("invalid signature for digest: no public key recovers from it");

@@ -21,8 +21,9 @@
  * pass and a refused order does not burn its serial.
  */
 import { randomBytes } from "node:crypto";
-import { getAddress, type TypedDataDomain, TypedDataEncoder, type TypedDataField } from "ethers";
-import { recoverTypedDataAddress } from "../crypto/ecrecover.js";
+import { getAddress, type TypedDataDomain, type TypedDataField } from "ethers";
+import { keccak_256 } from "@noble/hashes/sha3.js";
+import { recoverDigestAddress } from "../crypto/ecrecover.js";
 import type { AbortOptions } from "../core/abort.js";
 import { DstorError } from "../core/errors.js";
 import { MAX_ORDER_TTL_SECONDS } from "./limits.js";
@@ -127,9 +128,78 @@ function typedValue(order: Order): Record<string, unknown> {
   };
 }
 
-/** The EIP-712 digest of `order` under its own chain id (what the renter signs). */
+/** The EIP-712 digest of `order` under its own chain id (what the renter signs), `0x` + hex. */
 export function orderDigest(order: Order): string {
-  return TypedDataEncoder.hash(orderDomain(order.chainId), ORDER_TYPES, typedValue(order));
+  return `0x${Buffer.from(orderDigestBytes(order)).toString("hex")}`;
+}
+
+/**
+ * The EIP-712 type string of an order, derived from ORDER_TYPES (so the
+ * two cannot drift apart).
+ */
+const ORDER_TYPE_STRING = `Order(${ORDER_TYPES.Order!.map((f) => `${f.type} ${f.name}`).join(",")})`;
+const ORDER_TYPE_HASH = keccak_256(new TextEncoder().encode(ORDER_TYPE_STRING));
+const DOMAIN_TYPE_HASH = keccak_256(new TextEncoder().encode("EIP712Domain(string name,string version,uint256 chainId)"));
+const domainSeparators = new Map<bigint, Uint8Array>();
+
+/** Writes `value` as a big-endian 32-byte word at `at`. */
+function putWord(out: Uint8Array, at: number, value: bigint): void {
+  let v = value;
+  for (let i = 31; i >= 0 && v > 0n; i--) {
+    out[at + i] = Number(v & 0xffn);
+    v >>= 8n;
+  }
+}
+
+function domainSeparator(chainId: bigint): Uint8Array {
+  let separator = domainSeparators.get(chainId);
+  if (separator === undefined) {
+    const words = new Uint8Array(4 * 32);
+    words.set(DOMAIN_TYPE_HASH, 0);
+    words.set(keccak_256(new TextEncoder().encode(ORDER_DOMAIN_NAME)), 32);
+    words.set(keccak_256(new TextEncoder().encode(ORDER_DOMAIN_VERSION)), 64);
+    putWord(words, 96, chainId);
+    separator = keccak_256(words);
+    if (domainSeparators.size < 64) domainSeparators.set(chainId, separator);
+  }
+  return separator;
+}
+
+/**
+ * The EIP-712 digest of a checked order, encoded directly (type hash and
+ * domain separator precomputed): ethers' generic TypedDataEncoder took about
+ * 0.7 ms per order, paid by the renter for every piece it moves and by the
+ * farmer for every request. The property tests hold it equal to ethers'.
+ */
+export function orderDigestBytes(order: Order): Uint8Array {
+  const words = new Uint8Array(10 * 32);
+  words.set(ORDER_TYPE_HASH, 0);
+  putWord(words, 32, order.chainId);
+  putWord(words, 64, order.dealId);
+  words.set(Buffer.from(order.renter.slice(2), "hex"), 96 + 12);
+  words.set(Buffer.from(order.farmer.slice(2), "hex"), 128 + 12);
+  words.set(Buffer.from(order.pieceId, "hex"), 160);
+  putWord(words, 192, BigInt(order.action));
+  putWord(words, 224, order.maxBytes);
+  putWord(words, 256, order.expiry);
+  // bytesN is left-aligned in its word.
+  words.set(Buffer.from(order.serial, "hex"), 288);
+  const message = new Uint8Array(2 + 32 + 32);
+  message[0] = 0x19;
+  message[1] = 0x01;
+  message.set(domainSeparator(order.chainId), 2);
+  message.set(keccak_256(words), 34);
+  return keccak_256(message);
+}
+
+/** A wallet that can sign a raw digest (ethers' Wallet and HDNodeWallet). */
+interface DigestSigner {
+  signingKey: { sign(digest: Uint8Array): { serialized: string } };
+}
+
+function canSignDigest(wallet: unknown): wallet is DigestSigner {
+  const key = (wallet as Partial<DigestSigner>).signingKey;
+  return typeof key === "object" && key !== null && typeof key.sign === "function";
 }
 
 /** The wire (JSON) form of an order. */
@@ -264,7 +334,9 @@ export async function signOrder(wallet: TypedDataSigner, chainId: bigint, order:
   if (signer !== order.renter) {
     throw new DstorError("INVALID_ARGUMENT", `the wallet ${signer} is not the order's renter ${order.renter}`);
   }
-  const raw = await wallet.signTypedData(orderDomain(chainId), { Order: [...ORDER_TYPES.Order!] }, typedValue(order));
+  const raw = canSignDigest(wallet)
+    ? wallet.signingKey.sign(orderDigestBytes(order)).serialized
+    : await wallet.signTypedData(orderDomain(chainId), { Order: [...ORDER_TYPES.Order!] }, typedValue(order));
   return { order, signature: parseOrderSignature(raw.toLowerCase()) };
 }
 
@@ -320,7 +392,7 @@ export async function verifyOrder(input: SignedOrder, ctx: VerifyOrderContext): 
   try {
     checkOrder(order);
     parseOrderSignature(input.signature);
-    recovered = recoverTypedDataAddress(orderDomain(order.chainId), { Order: [...ORDER_TYPES.Order!] }, typedValue(order), input.signature).toLowerCase();
+    recovered = recoverDigestAddress(orderDigestBytes(order), input.signature).toLowerCase();
   } catch (error) {
     throw new DstorError("ORDER_BAD_SIGNATURE", "the order's signature is malformed; the renter must sign the order again", { cause: error });
   }

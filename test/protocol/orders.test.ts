@@ -4,13 +4,17 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { AbiCoder, keccak256, toUtf8Bytes, Wallet } from "ethers";
+import { AbiCoder, keccak256, TypedDataEncoder, toUtf8Bytes, verifyTypedData, Wallet } from "ethers";
+import fc from "fast-check";
 import { type DstorErrorCode, isDstorError } from "../../src/core/errors.js";
 import { MAX_ORDER_TTL_SECONDS } from "../../src/protocol/limits.js";
 import {
   createOrder,
   type DealChecker,
   type Order,
+  ORDER_DOMAIN_NAME,
+  ORDER_DOMAIN_VERSION,
+  ORDER_TYPES,
   OrderAction,
   orderDigest,
   orderFromJson,
@@ -267,4 +271,35 @@ describe("orders", () => {
       }
     });
   });
+});
+
+test("property: the direct order digest equals ethers' TypedDataEncoder, and fast-path signatures verify with ethers", async () => {
+  const hex = (bytes: number) => fc.uint8Array({ minLength: bytes, maxLength: bytes }).map((b) => Buffer.from(b).toString("hex"));
+  const uint = (bits: number) => fc.bigInt({ min: 0n, max: (1n << BigInt(bits)) - 1n });
+  const order = fc.record({
+    chainId: fc.oneof(fc.constant(1n), fc.constant(CHAIN_ID), uint(256)),
+    dealId: uint(256),
+    renter: hex(20).map((h) => `0x${h}`),
+    farmer: hex(20).map((h) => `0x${h}`),
+    pieceId: hex(32),
+    action: fc.constantFrom(OrderAction.Put, OrderAction.Get, OrderAction.Audit, OrderAction.Delete),
+    maxBytes: uint(64),
+    expiry: uint(64),
+    serial: hex(16),
+  });
+  fc.assert(
+    fc.property(order, (o) => {
+      const value = { ...o, pieceId: `0x${o.pieceId}`, serial: `0x${o.serial}` };
+      const domain = { name: ORDER_DOMAIN_NAME, version: ORDER_DOMAIN_VERSION, chainId: o.chainId };
+      assert.equal(orderDigest(o), TypedDataEncoder.hash(domain, ORDER_TYPES, value));
+    }),
+    { numRuns: 300 },
+  );
+  const wallet = Wallet.createRandom();
+  for (let i = 0; i < 5; i++) {
+    const o = newOrder({ renter: wallet.address.toLowerCase(), dealId: BigInt(i) });
+    const signed = await signOrder(wallet, CHAIN_ID, o);
+    const value = { ...o, pieceId: `0x${o.pieceId}`, serial: `0x${o.serial}` };
+    assert.equal(verifyTypedData({ name: ORDER_DOMAIN_NAME, version: ORDER_DOMAIN_VERSION, chainId: CHAIN_ID }, ORDER_TYPES, value, signed.signature), wallet.address);
+  }
 });
