@@ -275,6 +275,24 @@ class BulkConnection {
   }
 }
 
+/** Several received buffers handed over together (read buffer by buffer by the FrameReader, never joined). */
+class ChunkList implements Iterable<Uint8Array> {
+  readonly #parts: Uint8Array[];
+
+  constructor(parts: Uint8Array[]) {
+    this.#parts = parts;
+  }
+
+  [Symbol.iterator](): Iterator<Uint8Array> {
+    return this.#parts[Symbol.iterator]();
+  }
+
+  /** All the bytes as one buffer (a copy; for consumers that cannot take a list). */
+  subarray(): Uint8Array {
+    return this.#parts.length === 1 ? this.#parts[0]! : Buffer.concat(this.#parts);
+  }
+}
+
 /**
  * One exchange: a bidirectional byte stream with half-close, as a libp2p
  * stream is to the protocol code (async iterable of received bytes,
@@ -352,13 +370,19 @@ class BulkExchange implements FarmerStream {
     fn();
   }
 
-  async *[Symbol.asyncIterator](): AsyncGenerator<Uint8Array> {
+  /**
+   * Received bytes, everything queued at once as one {@link ChunkList}: TLS
+   * hands over at most 16 KiB per record, and one wake-up per record would
+   * cost more than the bytes.
+   */
+  async *[Symbol.asyncIterator](): AsyncGenerator<ChunkList> {
     for (;;) {
-      const next = this.#queue.shift();
-      if (next !== undefined) {
-        this.#queued -= next.byteLength;
-        if (this.#queued <= READ_HIGH_WATER_BYTES / 2) this.#conn.resume();
-        yield next;
+      if (this.#queue.length > 0) {
+        const parts = this.#queue;
+        this.#queue = [];
+        this.#queued = 0;
+        this.#conn.resume();
+        yield new ChunkList(parts);
         continue;
       }
       if (this.remoteEnded) return;

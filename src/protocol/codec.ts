@@ -448,16 +448,36 @@ export async function* readData(reader: FrameReader, totalBytes: number, options
   }
   const maxBytes = options.maxFrameBytes ?? MAX_FRAME_BYTES;
   const timeoutMs = options.frameTimeoutMs ?? FRAME_IDLE_TIMEOUT_MS;
+  if (!Number.isFinite(timeoutMs) || timeoutMs < 0) {
+    throw new DstorError("INVALID_ARGUMENT", `frameTimeoutMs must be a non-negative number, got ${timeoutMs}`);
+  }
+  // One idle deadline for the whole transfer, re-armed before each wait,
+  // instead of a timer and a composite signal per part (a part is often one
+  // 16 KiB TLS record: that bookkeeping cost more than moving the bytes).
+  // It only counts time spent waiting for bytes, not the consumer's time.
+  const idle = new AbortController();
+  let waiting = false;
+  const timer = setTimeout(() => {
+    if (waiting) idle.abort(new DstorError("TIMEOUT", `reading a frame did not finish within ${timeoutMs} ms`, { details: { timeoutMs } }));
+  }, timeoutMs);
+  const signal = options.signal === undefined ? idle.signal : AbortSignal.any([options.signal, idle.signal]);
   let received = 0;
-  while (received < totalBytes) {
-    const part = await reader.readPart({ signal: options.signal, timeoutMs, maxBytes: Math.min(maxBytes, totalBytes - received) });
-    if (part === null) {
-      throw new DstorError("MESSAGE_MALFORMED", `the stream ended after ${received} of ${totalBytes} data bytes`, {
-        details: { received, totalBytes },
-      });
+  try {
+    while (received < totalBytes) {
+      waiting = true;
+      timer.refresh();
+      const part = await reader.readPart({ signal, maxBytes: Math.min(maxBytes, totalBytes - received) });
+      waiting = false;
+      if (part === null) {
+        throw new DstorError("MESSAGE_MALFORMED", `the stream ended after ${received} of ${totalBytes} data bytes`, {
+          details: { received, totalBytes },
+        });
+      }
+      received += part.byteLength;
+      yield part;
     }
-    received += part.byteLength;
-    yield part;
+  } finally {
+    clearTimeout(timer);
   }
 }
 
