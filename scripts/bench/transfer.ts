@@ -6,11 +6,13 @@
  * - tcp-fsync (the baseline): the same bytes over a plain TCP socket to a
  *   child process that writes them to a file and fsyncs before acknowledging.
  * - piece-put, piece-get: one farmer child process (FarmerService, file-system
- *   piece store, fsync on commit) and this process as the renter, over the
- *   default libp2p stack (TLS first). Orders are real and verified; only the
+ *   piece store, fsync on commit) and this process as the renter, as the
+ *   product runs them: over a direct TLS 1.3 connection (src/node/bulk.ts),
+ *   the ticket fetched over libp2p. Orders are real and verified; only the
  *   deal lookup is stubbed (it is cached per deal in the real farmer anyway).
- * - piece-put/noise, piece-get/noise and piece-put/tls, piece-get/tls: the
- *   same with one encryption forced, to show why TLS is preferred.
+ * - piece-put/libp2p-tls, piece-get/libp2p-tls and the same with noise: the
+ *   transfers through the libp2p stack instead, to show why the direct path
+ *   exists (--quick skips them).
  *
  * Each piece line also gives the farmer's peak RSS and `cpuSecondsPerMB` of the renter and the farmer
  * (CPU time from `process.cpuUsage`, which, unlike MB/s, barely depends on
