@@ -298,9 +298,8 @@ async function startBulk(
   cleanups: Array<() => Promise<void>>,
   log: Logger,
 ): Promise<number | undefined> {
-  const port = init.bulkPort ?? 0;
+  const port = checkBulkPort(init.bulkPort ?? 0);
   if (port === -1) return undefined;
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new DstorError("INVALID_OPTION", "--bulk-port must be a port number, 0 for any free port, or -1 for off");
   const host = bulkListenHost(init.listen);
   if (host === undefined) {
     log.warn("no /ip4 or /ip6 TCP listen address; direct transfers are off");
@@ -319,4 +318,12 @@ async function startBulk(
     maxOutboundStreams: 1,
   });
   return bulk.port;
+}
+
+/** `--bulk-port`: a port, 0 for any free one, or -1 for off; anything else is INVALID_OPTION. */
+export function checkBulkPort(port: number): number {
+  if (!Number.isInteger(port) || port < -1 || port > 65535) {
+    throw new DstorError("INVALID_OPTION", `--bulk-port must be a port number, 0 for any free port, or -1 for off (got ${port})`);
+  }
+  return port;
 }

@@ -28,3 +28,15 @@ test("dstor init --json creates a home; a bad phrase exits non-zero with a clear
   });
   await assert.rejects(run(DSTOR, ["no-such-command"]), (e: { code: number }) => e.code !== 0);
 });
+
+test("dstor farm refuses a bad --bulk-port before doing anything", async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), "dstor-cli-"));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  for (const bad of ["70000", "-2", "1.5"]) {
+    await assert.rejects(run(DSTOR, ["farm", "--home", join(dir, "h"), "--bulk-port", bad]), (e: { code: number; stderr: string }) => {
+      assert.equal(e.code, 1);
+      assert.match(e.stderr, /--bulk-port must be a port number/);
+      return true;
+    });
+  }
+});

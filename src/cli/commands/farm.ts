@@ -14,7 +14,7 @@ import { createLogger } from "../../core/logging.js";
 import { addOptions } from "../../core/options.js";
 import { formatBytes } from "../../core/units.js";
 import { EXPIRY_SWEEP_INTERVAL_MS } from "../../farmer/service.js";
-import { startFarmerNode } from "../../node/farmer-node.js";
+import { checkBulkPort, startFarmerNode } from "../../node/farmer-node.js";
 
 interface FarmArgs {
   home: string;
@@ -47,6 +47,7 @@ export const farmCommand: CommandModule<object, FarmArgs> = {
     ) as never,
   handler: async (args) => {
     if (!(args["unconfirmed-ttl"] > 0)) throw new DstorError("INVALID_OPTION", "--unconfirmed-ttl must be a positive number of seconds");
+    checkBulkPort(args["bulk-port"]);
     const logger = createLogger("dstor:farmer", { defaultLevel: "info" });
     const phrase = args["phrase-file"] === undefined ? undefined : await readFile(args["phrase-file"], "utf8");
     const { rpcUrl, deployment } = await resolveChainEndpoint({
