@@ -13,7 +13,8 @@
  * A real anvil runs the contracts (with hour-long epochs, see below); the
  * renter opens real deals and signs real orders. Targets: upload ≥ 0.2×, download ≥ 0.4× disk-write.
  *
- * Usage: node dist/scripts/bench/network.js [--quick]   (--quick: 64 MiB)
+ * Usage: node dist/scripts/bench/network.js [--quick] [--segment-mib N]
+ *   (--quick: 64 MiB; --segment-mib: the renter's segment size, default 8 as `--segment-size`)
  */
 import "../../src/core/v8-flags.js";
 import { freeLoopbackPort } from "../../src/core/net.js";
@@ -33,6 +34,8 @@ const quick = process.argv.includes("--quick");
 const FILE_BYTES = (quick ? 64 : 256) * MIB;
 const FARMERS = 10;
 const BENCH_EPOCH_SECONDS = 3600;
+const segmentMibAt = process.argv.indexOf("--segment-mib");
+const SEGMENT_MIB = segmentMibAt > 0 ? Number(process.argv[segmentMibAt + 1]) : 8;
 
 
 async function writeAndSync(path: string, chunks: AsyncIterable<Uint8Array> | Iterable<Uint8Array>): Promise<number> {
@@ -102,6 +105,7 @@ async function main(): Promise<void> {
       chainRpc: chain.rpcUrl,
       deployment: join(chainHome, "chain", "deployment.json"),
       redundancy: "4/6/8/10",
+      segmentSize: SEGMENT_MIB * MIB,
     });
     cleanups.push(() => node.stop());
 
@@ -128,7 +132,7 @@ async function main(): Promise<void> {
     await node.renter.put("/bench", createReadStream(source, { highWaterMark: 4 * MIB }));
     const upMs = performance.now() - t0;
     const up = mbps(FILE_BYTES, upMs);
-    emit({ name: "upload", MBps: round(up, 1), ratioToBaseline: round(up / disk, 3), bytes: FILE_BYTES, farmers: FARMERS, strategy: "4/6/8/10", ...(await cpu()) });
+    emit({ name: "upload", MBps: round(up, 1), ratioToBaseline: round(up / disk, 3), bytes: FILE_BYTES, farmers: FARMERS, strategy: "4/6/8/10", segmentMiB: SEGMENT_MIB, ...(await cpu()) });
 
     const target = join(root, "download.bin");
     cpu = await cpuMeter(pids);
@@ -137,7 +141,7 @@ async function main(): Promise<void> {
     const downMs = performance.now() - t0;
     if (got !== FILE_BYTES) throw new Error(`downloaded ${got} bytes, expected ${FILE_BYTES}`);
     const down = mbps(FILE_BYTES, downMs);
-    emit({ name: "download", MBps: round(down, 1), ratioToBaseline: round(down / disk, 3), bytes: FILE_BYTES, farmers: FARMERS, strategy: "4/6/8/10", ...(await cpu()) });
+    emit({ name: "download", MBps: round(down, 1), ratioToBaseline: round(down / disk, 3), bytes: FILE_BYTES, farmers: FARMERS, strategy: "4/6/8/10", segmentMiB: SEGMENT_MIB, ...(await cpu()) });
   } finally {
     for (const fn of cleanups.reverse()) await fn().catch(() => {});
     await removeRoot(root);
