@@ -38,7 +38,8 @@
     {
       "target_name": "dstor_native",
       "sources": ["addon.c", "cpu.c", "gf_tables.c", "gf_scalar.c", "sha256_scalar.c", "merkle.c", "aead_gcm.c", "ecrecover.c"],
-      "dependencies": ["dstor_gf_ssse3", "dstor_gf_avx2", "dstor_gf_gfni", "dstor_sha256_shani"]
+      "dependencies": ["dstor_gf_ssse3", "dstor_gf_avx2", "dstor_gf_gfni", "dstor_sha256_shani"],
+      "libraries": ["-lsecp256k1"]
     }
   ]
 }

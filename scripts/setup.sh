@@ -8,8 +8,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 say() { printf 'dstor setup: %s\n' "$*" >&2; }
 
 # 1. Debian packages the drive and the tests need (sqlite3, rsync and git: the
-#    e2e tests run these ordinary tools on a mounted drive).
-DEBIAN_PACKAGES=(fuse libfuse2 make g++ python3 sqlite3 rsync git)
+#    e2e tests run these ordinary tools on a mounted drive; libsecp256k1 signs
+#    and verifies orders in the native addon).
+DEBIAN_PACKAGES=(fuse libfuse2 make g++ python3 sqlite3 rsync git libsecp256k1-dev)
 missing=()
 for pkg in "${DEBIAN_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || missing+=("$pkg")

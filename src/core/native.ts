@@ -89,6 +89,12 @@ export interface NativeBindings {
    * when none exists (r or s outside [1, n−1], r not on the curve).
    */
   ecrecover(hash: Uint8Array, r: Uint8Array, s: Uint8Array, bit: number): Uint8Array | null;
+  /**
+   * secp256k1 ECDSA signature of the 32-byte `hash` with a 32-byte private
+   * key: r ‖ s ‖ recovery bit (65 bytes), RFC 6979 nonce, low s — the same
+   * bytes ethers produces. Throws RangeError for a key outside [1, n−1].
+   */
+  secp256k1Sign(hash: Uint8Array, privateKey: Uint8Array): Uint8Array;
 }
 
 const REQUIRED_FUNCTIONS: readonly (keyof NativeBindings)[] = [
@@ -100,6 +106,7 @@ const REQUIRED_FUNCTIONS: readonly (keyof NativeBindings)[] = [
   "merkleRoot",
   "merkleRoots",
   "ecrecover",
+  "secp256k1Sign",
 ];
 
 // The outcome of the one real load attempt; the addon can only be loaded

@@ -7,7 +7,7 @@
  * arithmetic differs — 10-20× cheaper natively, which matters to a farmer
  * that recovers the renter of every order it serves.
  */
-import { computeAddress, getBytes, recoverAddress, hexlify, Signature, type SignatureLike, type TypedDataDomain, TypedDataEncoder, type TypedDataField, verifyTypedData } from "ethers";
+import { computeAddress, getBytes, recoverAddress, SigningKey, hexlify, Signature, type SignatureLike, type TypedDataDomain, TypedDataEncoder, type TypedDataField, verifyTypedData } from "ethers";
 import { loadNative } from "../core/native.js";
 
 /**
@@ -24,6 +24,19 @@ export function recoverTypedDataAddress(
   const native = loadNative();
   if (native === undefined) return verifyTypedData(domain, types, value, signature);
   return recoverDigestAddress(getBytes(TypedDataEncoder.hash(domain, types, value)), signature);
+}
+
+/**
+ * Signs the 32-byte `digest` with a secp256k1 private key (`0x` + 64 hex),
+ * natively when the addon is loaded, else with ethers; returns the 65-byte
+ * signature r ‖ s ‖ v (v = 27 + recovery bit) as `0x` + 130 hex, the same
+ * bytes either way (RFC 6979, low s).
+ */
+export function signDigest(privateKey: string, digest: Uint8Array): string {
+  const native = loadNative();
+  if (native === undefined) return new SigningKey(privateKey).sign(digest).serialized;
+  const sig = native.secp256k1Sign(digest, getBytes(privateKey));
+  return `0x${Buffer.from(sig.subarray(0, 64)).toString("hex")}${(27 + sig[64]!).toString(16)}`;
 }
 
 /**

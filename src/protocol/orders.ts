@@ -23,7 +23,7 @@
 import { randomBytes } from "node:crypto";
 import { getAddress, type TypedDataDomain, type TypedDataField } from "ethers";
 import { keccak_256 } from "@noble/hashes/sha3.js";
-import { recoverDigestAddress } from "../crypto/ecrecover.js";
+import { recoverDigestAddress, signDigest } from "../crypto/ecrecover.js";
 import type { AbortOptions } from "../core/abort.js";
 import { DstorError } from "../core/errors.js";
 import { MAX_ORDER_TTL_SECONDS } from "./limits.js";
@@ -192,14 +192,14 @@ export function orderDigestBytes(order: Order): Uint8Array {
   return keccak_256(message);
 }
 
-/** A wallet that can sign a raw digest (ethers' Wallet and HDNodeWallet). */
+/** A wallet holding its private key (ethers' Wallet and HDNodeWallet): orders are signed from the digest directly. */
 interface DigestSigner {
-  signingKey: { sign(digest: Uint8Array): { serialized: string } };
+  signingKey: { privateKey: string };
 }
 
 function canSignDigest(wallet: unknown): wallet is DigestSigner {
   const key = (wallet as Partial<DigestSigner>).signingKey;
-  return typeof key === "object" && key !== null && typeof key.sign === "function";
+  return typeof key === "object" && key !== null && typeof key.privateKey === "string";
 }
 
 /** The wire (JSON) form of an order. */
@@ -335,7 +335,7 @@ export async function signOrder(wallet: TypedDataSigner, chainId: bigint, order:
     throw new DstorError("INVALID_ARGUMENT", `the wallet ${signer} is not the order's renter ${order.renter}`);
   }
   const raw = canSignDigest(wallet)
-    ? wallet.signingKey.sign(orderDigestBytes(order)).serialized
+    ? signDigest(wallet.signingKey.privateKey, orderDigestBytes(order))
     : await wallet.signTypedData(orderDomain(chainId), { Order: [...ORDER_TYPES.Order!] }, typedValue(order));
   return { order, signature: parseOrderSignature(raw.toLowerCase()) };
 }

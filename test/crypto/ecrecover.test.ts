@@ -6,10 +6,10 @@
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { Signature, type TypedDataDomain, Wallet, verifyTypedData } from "ethers";
+import { Signature, SigningKey, type TypedDataDomain, Wallet, verifyTypedData } from "ethers";
 import fc from "fast-check";
 import { loadNative } from "../../src/core/native.js";
-import { recoverTypedDataAddress } from "../../src/crypto/ecrecover.js";
+import { recoverTypedDataAddress, signDigest } from "../../src/crypto/ecrecover.js";
 
 const N = 0xfffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141n;
 const domain: TypedDataDomain = { name: "dstor-test", version: "1", chainId: 31337, verifyingContract: "0x000000000000000000000000000000000000dEaD" };
@@ -87,4 +87,21 @@ test("signatures no key can have made are refused by both", async () => {
   assert.equal(native.ecrecover(h, b(1n), b(N), 0), null);
   assert.throws(() => native.ecrecover(h, b(1n), b(1n), 2), RangeError);
   assert.throws(() => native.ecrecover(h.subarray(1), b(1n), b(1n), 0), TypeError);
+});
+
+test("signDigest gives exactly ethers' signatures (RFC 6979, low s), natively", () => {
+  assert.equal(typeof loadNative()?.secp256k1Sign, "function");
+  fc.assert(
+    fc.property(fc.uint8Array({ minLength: 32, maxLength: 32 }), fc.uint8Array({ minLength: 32, maxLength: 32 }), (seed, digest) => {
+      let key: SigningKey;
+      try {
+        key = new SigningKey(`0x${Buffer.from(seed).toString("hex")}`);
+      } catch {
+        return; // not a valid private key
+      }
+      assert.equal(signDigest(key.privateKey, digest), key.sign(digest).serialized);
+    }),
+    { numRuns: 300 },
+  );
+  for (const bad of [0n, N, 2n ** 256n - 1n]) assert.throws(() => signDigest(hex32(bad), new Uint8Array(32)));
 });
