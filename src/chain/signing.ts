@@ -5,7 +5,7 @@
  * chains, markets, deals, terms or versions.
  */
 import { type Signer, type TypedDataDomain, TypedDataEncoder, hexlify } from "ethers";
-import { recoverTypedDataAddress } from "../crypto/ecrecover.js";
+import { recoverTypedDataAddress, signTypedData } from "../crypto/ecrecover.js";
 
 /** EIP-712 types of a deal state (must match Market.DEAL_STATE_TYPEHASH). */
 export const DEAL_STATE_TYPES = {
@@ -56,7 +56,7 @@ function normalize(state: DealStateMessage): Record<string, unknown> {
 
 /** Signs a deal state. */
 export function signDealState(signer: Signer, domain: TypedDataDomain, state: DealStateMessage): Promise<string> {
-  return signer.signTypedData(domain, DEAL_STATE_TYPES, normalize(state));
+  return signTypedData(signer, domain, DEAL_STATE_TYPES, normalize(state));
 }
 
 /** The address that signed `state`, for checking a counterparty's signature off-chain. */
@@ -71,7 +71,7 @@ export function dealStateDigest(domain: TypedDataDomain, state: DealStateMessage
 
 /** Signs an egress voucher (renter). */
 export function signEgressVoucher(signer: Signer, domain: TypedDataDomain, voucher: EgressVoucherMessage): Promise<string> {
-  return signer.signTypedData(domain, EGRESS_VOUCHER_TYPES, { ...voucher });
+  return signTypedData(signer, domain, EGRESS_VOUCHER_TYPES, { ...voucher });
 }
 
 /** The address that signed an egress voucher. */

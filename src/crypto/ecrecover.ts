@@ -39,6 +39,28 @@ export function signDigest(privateKey: string, digest: Uint8Array): string {
   return `0x${Buffer.from(sig.subarray(0, 64)).toString("hex")}${(27 + sig[64]!).toString(16)}`;
 }
 
+/** A signer of EIP-712 typed data; one holding its key (ethers' Wallet) is signed for natively. */
+export interface TypedDataSigner {
+  signTypedData(domain: TypedDataDomain, types: Record<string, TypedDataField[]>, value: Record<string, unknown>): Promise<string>;
+}
+
+/**
+ * `signer.signTypedData(domain, types, value)`, with the same bytes, but
+ * signed natively from the digest when the signer holds its private key
+ * (ethers' Wallet and HDNodeWallet; names in the domain are not resolved,
+ * as dstor's domains have none).
+ */
+export async function signTypedData(
+  signer: TypedDataSigner,
+  domain: TypedDataDomain,
+  types: Record<string, TypedDataField[]>,
+  value: Record<string, unknown>,
+): Promise<string> {
+  const key = (signer as { signingKey?: { privateKey?: unknown } }).signingKey?.privateKey;
+  if (typeof key !== "string") return signer.signTypedData(domain, types, value);
+  return signDigest(key, getBytes(TypedDataEncoder.hash(domain, types, value)));
+}
+
 /**
  * The address (EIP-55 checksummed) that signed the 32-byte `digest`, natively
  * when the addon is loaded (else with ethers); throws like

@@ -19,6 +19,7 @@
 import type { TypedDataDomain } from "ethers";
 import type { AbortOptions } from "../core/abort.js";
 import { DstorError } from "../core/errors.js";
+import { signTypedData } from "../crypto/ecrecover.js";
 import { type DealPiece, dealRoot } from "../crypto/merkle.js";
 import { MIB } from "../core/units.js";
 import { DEAL_STATE_TYPES, type DealStateMessage, recoverDealStateSigner } from "../chain/signing.js";
@@ -284,7 +285,7 @@ export class DealStateSigner {
         throw new DstorError("INTEGRITY_MISMATCH", `piece ${p.pieceId} is stored with another root or size than the state lists`);
       }
     }
-    const signature = await this.#init.wallet.signTypedData(domain, DEAL_STATE_TYPES, {
+    const signature = await signTypedData(this.#init.wallet, domain, DEAL_STATE_TYPES, {
       ...state,
       root: `0x${Buffer.from(root).toString("hex")}`,
     });

@@ -9,7 +9,7 @@ import { test } from "node:test";
 import { Signature, SigningKey, type TypedDataDomain, Wallet, verifyTypedData } from "ethers";
 import fc from "fast-check";
 import { loadNative } from "../../src/core/native.js";
-import { recoverTypedDataAddress, signDigest } from "../../src/crypto/ecrecover.js";
+import { recoverTypedDataAddress, signDigest, signTypedData } from "../../src/crypto/ecrecover.js";
 
 const N = 0xfffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141n;
 const domain: TypedDataDomain = { name: "dstor-test", version: "1", chainId: 31337, verifyingContract: "0x000000000000000000000000000000000000dEaD" };
@@ -104,4 +104,18 @@ test("signDigest gives exactly ethers' signatures (RFC 6979, low s), natively", 
     { numRuns: 300 },
   );
   for (const bad of [0n, N, 2n ** 256n - 1n]) assert.throws(() => signDigest(hex32(bad), new Uint8Array(32)));
+});
+
+test("signTypedData (native from the digest) gives exactly ethers' signTypedData, and a signer without a key still works", async () => {
+  const wallet = Wallet.createRandom();
+  await fc.assert(
+    fc.asyncProperty(fc.bigInt({ min: 0n, max: 2n ** 256n - 1n }), fc.string(), async (n, text) => {
+      const value = { n, text };
+      assert.equal(await signTypedData(wallet, domain, types, value), await wallet.signTypedData(domain, types, value));
+    }),
+    { numRuns: 100 },
+  );
+  const keyless = { signTypedData: (d: TypedDataDomain, t: typeof types, v: Record<string, unknown>) => wallet.signTypedData(d, t, v) };
+  const value = { n: 1n, text: "x" };
+  assert.equal(await signTypedData(keyless, domain, types, value), await wallet.signTypedData(domain, types, value));
 });
