@@ -153,6 +153,11 @@ export async function serveDrive(args: MountArgs): Promise<void> {
     await mounted.unmount().catch((error: unknown) => log.warn("unmount failed", { error: String(error) }));
     if (args.json) process.stdout.write(`${JSON.stringify({ event: "unmounted", mountpoint, failedUploads: failed })}\n`);
     else process.stdout.write(`unmounted ${mountpoint}${failed > 0 ? `; ${failed} staged file(s) could not be uploaded and will be replayed on the next mount` : ""}\n`);
+    // The data is safe in the journal, but not in the network yet: scripts must see it.
+    if (failed > 0) {
+      process.stderr.write(`dstor: ${failed} staged file(s) could not be uploaded at unmount; they stay in the journal and are uploaded on the next mount (see the log above)\n`);
+      process.exitCode = 1;
+    }
   } finally {
     await node.stop();
     await status.stop();
