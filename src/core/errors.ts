@@ -60,6 +60,7 @@ export type DstorErrorCode =
   // drive
   | "READ_ONLY"
   | "MOUNT_FAILED"
+  | "UPLOAD_PENDING"
   | "NOT_PERMITTED"
   | "NO_SUCH_ATTRIBUTE"
   | "NOT_SUPPORTED"

@@ -13,7 +13,7 @@ import type { TestContext } from "node:test";
 import { promisify } from "node:util";
 import { devChainPaths } from "../../src/chain/devchain.js";
 import { type ChainFixture, startFixture } from "../chain/fixture.js";
-import { removeRoot, runCli, startLocalFarmer, tempRoot } from "../renter/network-fixture.js";
+import { type LocalFarmer, removeRoot, runCli, startLocalFarmer, tempRoot } from "../renter/network-fixture.js";
 import type { DriveMount } from "./drive-fixture.js";
 
 /** What {@link startDriveNetwork} sets up. */
@@ -30,6 +30,8 @@ export interface DriveNetwork {
   mounts: DriveMount[];
   /** More stops to run after the test. */
   cleanups: Array<() => Promise<void>>;
+  /** The four farmer processes. */
+  farmers: LocalFarmer[];
 }
 
 /** Starts a drive test's network; see the module comment. */
@@ -50,10 +52,11 @@ export async function startDriveNetwork(
     await Promise.all(cleanups.map((stop) => stop()));
     await removeRoot(root);
   });
-  for (let i = 1; i <= 4; i++) await startLocalFarmer(cleanups, root, i, f.chain.rpcUrl, f.home, options.quota);
+  const farmers: LocalFarmer[] = [];
+  for (let i = 1; i <= 4; i++) farmers.push(await startLocalFarmer(cleanups, root, i, f.chain.rpcUrl, f.home, options.quota));
   const home = join(root, "renter");
   const init = await runCli(["init", "--home", home, "--json"]);
   assert.equal(init.code, 0, init.stderr);
   const common = ["--home", home, "--chain-rpc", f.chain.rpcUrl, "--deployment", devChainPaths(f.home).deployment, "--redundancy", "2/3/3/4", ...(options.extraArgs ?? [])];
-  return { f, root, mnt, home, common, mounts, cleanups };
+  return { f, root, mnt, home, common, mounts, cleanups, farmers };
 }

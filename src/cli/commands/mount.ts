@@ -117,6 +117,7 @@ export async function serveDrive(args: MountArgs): Promise<void> {
   // The drive is the long-running renter: it keeps the metadata snapshot in
   // the network up to date and runs the background workers.
   const node = await openRenterFromArgs(args, false, { snapshots: "auto", workers: true });
+  let pending = 0;
   const status = new DriveStatusReporter({ home: args.home, mountpoint, metadata: node.metadata, backup: node.backup, logger: log });
   try {
     const staging = await openStagingArea(args["cache-dir"] ?? join(homePaths(args.home).renter, "cache"));
@@ -154,13 +155,17 @@ export async function serveDrive(args: MountArgs): Promise<void> {
     if (args.json) process.stdout.write(`${JSON.stringify({ event: "unmounted", mountpoint, failedUploads: failed })}\n`);
     else process.stdout.write(`unmounted ${mountpoint}${failed > 0 ? `; ${failed} staged file(s) could not be uploaded and will be replayed on the next mount` : ""}\n`);
     // The data is safe in the journal, but not in the network yet: scripts must see it.
-    if (failed > 0) {
-      process.stderr.write(`dstor: ${failed} staged file(s) could not be uploaded at unmount; they stay in the journal and are uploaded on the next mount (see the log above)\n`);
-      process.exitCode = 1;
-    }
+    if (failed > 0) pending = failed;
   } finally {
     await node.stop();
     await status.stop();
     await status.write().catch(() => {});
+  }
+  if (pending > 0) {
+    throw new DstorError(
+      "UPLOAD_PENDING",
+      `${pending} staged file(s) could not be uploaded at unmount; they stay in the journal and are uploaded on the next mount (see the log above)`,
+      { details: { pending } },
+    );
   }
 }
