@@ -84,6 +84,19 @@ export const YAMUX_MAX_STREAM_WINDOW_BYTES = 16 * MIB;
 /** Largest yamux data message, in bytes (bigger messages mean fewer frame headers and syscalls). */
 export const YAMUX_MAX_MESSAGE_BYTES = 256 * 1024;
 
+/**
+ * How often libp2p's connection monitor pings each open connection, in ms
+ * (libp2p's default is 10 s). A ping is a whole new stream — multistream
+ * negotiation, a peer-store write, 32 bytes each way — and both ends of every
+ * connection send their own, so at 10 s the pings were most of what an idle
+ * farmer did: with ten farmers and a renter, each farmer spent 0.0088 cores
+ * idle, 0.0035 at 60 s. A minute still notices a dead connection (a peer
+ * whose machine vanished without closing its sockets) long before the TCP
+ * inactivity timeout would, and transfers have their own deadlines; yamux's
+ * keep-alive frames (every 30 s) keep quiet connections open meanwhile.
+ */
+export const CONNECTION_PING_INTERVAL_MS = 60_000;
+
 /** Streams one connection may open to us at once, over all protocols (yamux-level backstop). */
 export const MAX_INBOUND_STREAMS_PER_CONNECTION = 64;
 
@@ -126,6 +139,7 @@ export async function createDstorLibp2p(init: DstorLibp2pInit): Promise<DstorLib
         },
       }),
     ],
+    connectionMonitor: { pingInterval: CONNECTION_PING_INTERVAL_MS },
     connectionManager: {
       maxConnections,
       maxIncomingPendingConnections: MAX_PENDING_INBOUND_CONNECTIONS,

