@@ -138,10 +138,6 @@ class BulkConnection {
     return this.#failure !== undefined;
   }
 
-  get failure(): Error | undefined {
-    return this.#failure;
-  }
-
   /** Runs `listener` once the connection fails or closes (at once if it already has). */
   onClose(listener: (error: Error) => void): () => void {
     if (this.#failure !== undefined) {
@@ -604,12 +600,10 @@ export class BulkServer {
 // ---------------------------------------------------------------------------
 // Renter side
 
-/** What the dialer needs from the libp2p node. */
-export type BulkNode = StreamDialer;
-
 /** Options of {@link BulkDialer}. */
 export interface BulkDialerInit {
-  node: BulkNode;
+  /** The libp2p node: ticket requests, and every exchange that does not go direct. */
+  node: StreamDialer;
   /** Idle time after which a pooled connection is closed, in ms (default {@link BULK_CLIENT_IDLE_MS}). */
   idleMs?: number;
   logger?: Logger;
@@ -628,7 +622,7 @@ interface PeerState {
  * farmer that does not) through libp2p.
  */
 export class BulkDialer implements StreamDialer {
-  readonly #node: BulkNode;
+  readonly #node: StreamDialer;
   readonly #log: Logger;
   readonly #idleMs: number;
   readonly #peers = new Map<string, PeerState>();
