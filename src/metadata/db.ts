@@ -450,14 +450,7 @@ export class MetadataDb {
       };
       ops.push({ type: "put", key: inodeKey(inode), value: record });
       ops.push({ type: "put", key: direntKey(parent.inode, name), value: { inode } });
-      for (const s of stored.segments) {
-        ops.push({ type: "put", key: segmentKey(inode, s.index), value: s });
-        for (const [number, farmer] of Object.entries(s.holders)) {
-          const n = Number(number);
-          const ref: PieceRef = { pieceId: s.pieceIds[n]!, root: s.pieceRoots[n]!, size: s.pieceSize, inode, segment: s.index, number: n };
-          ops.push({ type: "put", key: pieceKey(farmer, ref.pieceId), value: ref });
-        }
-      }
+      putSegments(ops, inode, stored.segments);
       await this.#batch(ops);
       this.#log.debug("file committed", { path: normalizePath(path), inode, segments: stored.segments.length });
       return replaced === undefined ? { record } : { record, replaced };
@@ -520,14 +513,7 @@ export class MetadataDb {
         }
         if (kept) ops.push({ type: "put", key: segmentKey(inode, s.index), value: s });
       }
-      for (const s of stored.segments) {
-        ops.push({ type: "put", key: segmentKey(inode, s.index), value: s });
-        for (const [number, farmer] of Object.entries(s.holders)) {
-          const n = Number(number);
-          const ref: PieceRef = { pieceId: s.pieceIds[n]!, root: s.pieceRoots[n]!, size: s.pieceSize, inode, segment: s.index, number: n };
-          ops.push({ type: "put", key: pieceKey(farmer, ref.pieceId), value: ref });
-        }
-      }
+      putSegments(ops, inode, stored.segments);
       ops.push({ type: "del", key: inodeKey(baseInode) });
       ops.push({ type: "put", key: inodeKey(inode), value: record });
       ops.push({ type: "put", key: direntKey(parent.inode, name), value: { inode } });
@@ -783,4 +769,16 @@ export async function openMetadataDb(init: MetadataDbInit): Promise<MetadataDb> 
     throw error;
   }
   return meta;
+}
+
+/** The batch operations that store `segments` of `inode` and index each held piece by its farmer. */
+function putSegments(ops: BatchOp[], inode: number, segments: readonly SegmentMeta[]): void {
+  for (const s of segments) {
+    ops.push({ type: "put", key: segmentKey(inode, s.index), value: s });
+    for (const [number, farmer] of Object.entries(s.holders)) {
+      const n = Number(number);
+      const ref: PieceRef = { pieceId: s.pieceIds[n]!, root: s.pieceRoots[n]!, size: s.pieceSize, inode, segment: s.index, number: n };
+      ops.push({ type: "put", key: pieceKey(farmer, ref.pieceId), value: ref });
+    }
+  }
 }

@@ -44,6 +44,7 @@ import { DstorError } from "../core/errors.js";
 import { type Logger, silentLogger } from "../core/logging.js";
 import type { StreamDialer } from "../farmer/client.js";
 import type { FarmerHandler, FarmerStream } from "../farmer/service.js";
+import { peerOf } from "./discovery.js";
 import { type ByteSink, type ByteSource, FrameReader, writeFrame } from "../protocol/codec.js";
 import { PIECE_GET_PROTOCOL, PIECE_PUT_PROTOCOL } from "../protocol/protocols.js";
 
@@ -643,7 +644,7 @@ export class BulkDialer implements StreamDialer {
   async dialProtocol(target: PeerId | Multiaddr | Multiaddr[], protocols: string | string[], options: AbortOptions = {}): Promise<Stream> {
     const protocol = typeof protocols === "string" ? protocols : protocols.length === 1 ? protocols[0]! : undefined;
     const ma = !Array.isArray(target) && isMultiaddr(target) ? target : undefined;
-    const peer = ma === undefined ? undefined : /\/p2p\/([^/]+)$/.exec(ma.toString())?.[1];
+    const peer = ma === undefined ? undefined : peerOf(ma.toString());
     const host = ma === undefined ? undefined : hostOf(ma);
     if (this.#stopped || protocol === undefined || !BULK_PROTOCOLS.includes(protocol) || peer === undefined || host === undefined) {
       return this.#node.dialProtocol(target, protocols, options);

@@ -50,7 +50,7 @@ export interface FoundPeer {
 }
 
 /** Peer id of a `/p2p/…` multiaddr, if it has one. */
-function peerOf(addr: string): string | undefined {
+export function peerOf(addr: string): string | undefined {
   const match = /\/p2p\/([^/]+)$/.exec(addr);
   return match?.[1];
 }
