@@ -38,20 +38,24 @@ const segmentMibAt = process.argv.indexOf("--segment-mib");
 const SEGMENT_MIB = segmentMibAt > 0 ? Number(process.argv[segmentMibAt + 1]) : 8;
 
 
-async function writeAndSync(path: string, chunks: AsyncIterable<Uint8Array> | Iterable<Uint8Array>): Promise<number> {
+/** Writes the chunks to a new file and fsyncs it; returns the bytes and how long the fsync took. */
+async function writeAndSync(path: string, chunks: AsyncIterable<Uint8Array> | Iterable<Uint8Array>): Promise<{ bytes: number; fsyncMs: number }> {
   const handle = await open(path, "w");
   let bytes = 0;
+  let fsyncMs = 0;
   try {
     for await (const chunk of chunks) {
       let at = 0;
       while (at < chunk.byteLength) at += (await handle.write(chunk, at, chunk.byteLength - at)).bytesWritten;
       bytes += chunk.byteLength;
     }
+    const t0 = performance.now();
     await handle.sync();
+    fsyncMs = performance.now() - t0;
   } finally {
     await handle.close();
   }
-  return bytes;
+  return { bytes, fsyncMs };
 }
 
 /** CPU seconds (user + system) a process has used so far, from /proc (0 when it is gone). */
@@ -69,15 +73,25 @@ async function cpuSecondsOf(pid: number): Promise<number> {
  * CPU used per MB of user data by the renter (this process), the farmers and
  * the chain: unlike MB/s this barely depends on what else the shared machine
  * runs, and it says how far a 2-core machine can go (2 / cpuSecondsPerMB).
+ * Also the renter's event-loop utilization (the share of the run its main
+ * thread was not waiting for I/O: near 1 means that one thread, on CPU or
+ * waiting for a core, sets the pace) and its minor page faults per MB (fresh
+ * memory touched; costly on virtual machines).
  */
 async function cpuMeter(pids: { farmers: number[]; chain: number }): Promise<() => Promise<Record<string, number>>> {
   const farmers = async (): Promise<number> => (await Promise.all(pids.farmers.map(cpuSecondsOf))).reduce((a, b) => a + b, 0);
   const renter0 = process.cpuUsage();
   const [farmers0, chain0] = [await farmers(), await cpuSecondsOf(pids.chain)];
+  const elu0 = performance.eventLoopUtilization();
+  const faults0 = process.resourceUsage().minorPageFault;
   return async () => {
     const r = process.cpuUsage(renter0);
+    const elu = performance.eventLoopUtilization(elu0).utilization;
+    const faults = process.resourceUsage().minorPageFault - faults0;
     const mb = FILE_BYTES / 1e6;
     return {
+      renterEventLoopUtilization: round(elu, 3),
+      renterMinorFaultsPerMB: Math.round(faults / mb),
       renterCpuSecondsPerMB: round((r.user + r.system) / 1e6 / mb, 4),
       farmersCpuSecondsPerMB: round(((await farmers()) - farmers0) / mb, 4),
       chainCpuSecondsPerMB: round(((await cpuSecondsOf(pids.chain)) - chain0) / mb, 4),
@@ -114,14 +128,17 @@ async function main(): Promise<void> {
     await writeFile(source, data);
 
     // Baseline: the same bytes to a local file, fsynced.
+    // On virtual machines most of it is the copy into page-cache pages the
+    // host must fault in, not the fsync: hence fsyncMs, and why the baseline
+    // swings with the host's memory state.
     let t0 = performance.now();
-    await writeAndSync(join(root, "baseline.bin"), (function* () {
+    const { fsyncMs } = await writeAndSync(join(root, "baseline.bin"), (function* () {
       for (let i = 0; i < data.byteLength; i += 4 * MIB) yield data.subarray(i, i + 4 * MIB);
     })());
     const diskMs = performance.now() - t0;
     await rm(join(root, "baseline.bin"));
     const disk = mbps(FILE_BYTES, diskMs);
-    emit({ name: "disk-write", MBps: round(disk, 1), ratioToBaseline: 1 });
+    emit({ name: "disk-write", MBps: round(disk, 1), ratioToBaseline: 1, ms: Math.round(diskMs), fsyncMs: Math.round(fsyncMs) });
 
     // Warm-up: open the ten deals and the connections outside the timed runs.
     await node.renter.put("/warmup", [new Uint8Array(randomBytes(8 * MIB))]);
@@ -137,7 +154,7 @@ async function main(): Promise<void> {
     const target = join(root, "download.bin");
     cpu = await cpuMeter(pids);
     t0 = performance.now();
-    const got = await writeAndSync(target, node.renter.read("/bench"));
+    const { bytes: got } = await writeAndSync(target, node.renter.read("/bench"));
     const downMs = performance.now() - t0;
     if (got !== FILE_BYTES) throw new Error(`downloaded ${got} bytes, expected ${FILE_BYTES}`);
     const down = mbps(FILE_BYTES, downMs);
