@@ -29,7 +29,7 @@
 import { createCipheriv, createDecipheriv, createSecretKey } from "node:crypto";
 import { assertArgument, DstorError } from "../core/errors.js";
 import { loadNative } from "../core/native.js";
-import { assertBytes } from "./bytes.js";
+import { assertBytes, uninitializedBytes } from "./bytes.js";
 import { KEY_BYTES, SEGMENT_ID_BYTES } from "./keys.js";
 
 /** Chooses the implementation; tests use `native: false` to compare paths. */
@@ -140,9 +140,7 @@ function decryptFailed(block: number, cause?: unknown): DstorError {
 export function sealSegment(key: Uint8Array, segmentId: Uint8Array, plaintext: Uint8Array, options?: AeadOptions): Uint8Array {
   assertArgument(plaintext instanceof Uint8Array, "plaintext must be a Uint8Array");
   // Uninitialised is safe: sealSegmentInto writes every byte of it.
-  const buffer = Buffer.allocUnsafeSlow(sealedLength(plaintext.byteLength));
-  const out = new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength);
-  return sealSegmentInto(key, segmentId, plaintext, out, options);
+  return sealSegmentInto(key, segmentId, plaintext, uninitializedBytes(sealedLength(plaintext.byteLength)), options);
 }
 
 /**
@@ -264,7 +262,9 @@ function openBlocksUnchecked(
   ) {
     throw decryptFailed(firstBlock + count - 1);
   }
-  const out = new Uint8Array(sealed.byteLength - count * AEAD_TAG_BYTES);
+  // Uninitialised is safe: every block is written (or the call throws and
+  // the buffer is dropped; the fallback below zeroes it first anyway).
+  const out = uninitializedBytes(sealed.byteLength - count * AEAD_TAG_BYTES);
   const native = kernels(options);
   if (native !== undefined) {
     const failed = native.gcmOpenBlocks(key, segmentId, sealed, firstBlock, totalBlocks, out);

@@ -6,6 +6,15 @@
 import { timingSafeEqual } from "node:crypto";
 import { assertArgument } from "../core/errors.js";
 
+/**
+ * A new `Uint8Array` of `length` bytes whose contents are NOT initialised
+ * (no zero fill): only for buffers the caller overwrites completely before
+ * anyone reads them. Unpooled, so it owns its whole ArrayBuffer.
+ */
+export function uninitializedBytes(length: number): Uint8Array {
+  return new Uint8Array(Buffer.allocUnsafeSlow(length).buffer, 0, length);
+}
+
 /** Largest value a uint64 field may carry. */
 const UINT64_MAX = (1n << 64n) - 1n;
 

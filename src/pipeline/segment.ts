@@ -22,7 +22,7 @@
  */
 import { DstorError } from "../core/errors.js";
 import { openSegment, sealedLength, sealSegmentInto } from "../crypto/aead.js";
-import { bytesEqual } from "../crypto/bytes.js";
+import { bytesEqual, uninitializedBytes } from "../crypto/bytes.js";
 import { deriveSegmentKey, generateSegmentSalt, segmentId } from "../crypto/keys.js";
 import { derivePieceId } from "../crypto/piece-id.js";
 
@@ -142,8 +142,7 @@ export function encodeSegment(
   } else {
     // Uninitialised on purpose: AES writes [0, sealedBytes), the padding is
     // zeroed below and the coder writes every parity byte.
-    const backing = Buffer.allocUnsafeSlow(layoutBytes);
-    layout = new Uint8Array(backing.buffer, backing.byteOffset, backing.byteLength);
+    layout = uninitializedBytes(layoutBytes);
   }
   sealSegmentInto(key, id, plaintext, layout.subarray(0, sealedBytes));
   layout.fill(0, sealedBytes, pieceSize * k);

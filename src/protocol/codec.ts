@@ -23,6 +23,7 @@
  */
 import { abortReason, type AbortOptions, raceSignal, throwIfAborted } from "../core/abort.js";
 import { DstorError } from "../core/errors.js";
+import { uninitializedBytes } from "../crypto/bytes.js";
 import { DATA_FRAME_BYTES, FRAME_IDLE_TIMEOUT_MS, FRAME_PREFIX_BYTES, MAX_FRAME_BYTES } from "./limits.js";
 
 /** Largest length a uint32 prefix can express. */
@@ -483,7 +484,9 @@ export async function* readData(reader: FrameReader, totalBytes: number, options
 
 /** Reads exactly `totalBytes` of data frames into one buffer (for small transfers such as tests and audits). */
 export async function readAllData(reader: FrameReader, totalBytes: number, options: ReadDataOptions = {}): Promise<Uint8Array> {
-  const out = new Uint8Array(totalBytes);
+  // Uninitialised is safe: readData yields exactly totalBytes or throws (and
+  // then the buffer is dropped).
+  const out = uninitializedBytes(totalBytes);
   let offset = 0;
   for await (const frame of readData(reader, totalBytes, options)) {
     out.set(frame, offset);

@@ -43,7 +43,7 @@ import { abortReason, raceSignal, throwIfAborted } from "../core/abort.js";
 import { DstorError, isDstorError } from "../core/errors.js";
 import { type Logger, silentLogger } from "../core/logging.js";
 import { openBlocks, openSegment, sealedLength, sealedRangeFor, sealSegment } from "../crypto/aead.js";
-import { bytesEqual, fromHex, toHex } from "../crypto/bytes.js";
+import { bytesEqual, fromHex, toHex, uninitializedBytes } from "../crypto/bytes.js";
 import { deriveSegmentKey, generateFileId, generateFileKey, generateSegmentSalt, segmentId } from "../crypto/keys.js";
 import { LEAF_SIZE_BYTES, leafCount, merkleRoot, verifyMerkleMultiproof } from "../crypto/merkle.js";
 import { createErasureCoder, type ErasureCoder, type KernelChoice } from "../erasure/index.js";
@@ -215,10 +215,6 @@ async function* prepend(head: Uint8Array[], iterator: AsyncIterator<Uint8Array>)
   }
 }
 
-/** An uninitialised buffer for a segment's piece layout (encodeSegment writes every byte it uses). */
-function layoutBuffer(bytes: number): Uint8Array {
-  return new Uint8Array(Buffer.allocUnsafeSlow(bytes).buffer, 0, bytes);
-}
 
 /** Numbers the segments of a plaintext stream 0, 1, 2, …. */
 async function* numbered(chunks: AsyncIterable<Uint8Array>): AsyncGenerator<{ index: number; plaintext: Uint8Array }> {
@@ -246,6 +242,8 @@ export class Renter {
   readonly #pipelines = new Map<string, { pipeline: SegmentPipelineComponents; coder: ErasureCoder }>();
   #candidates: { at: number; list: FarmerCandidate[] } | undefined;
   readonly #knownDeals = new Map<string, bigint>();
+  /** Where whole segments are decoded before decryption (see #decodeWhole); grows to the largest segment read. */
+  #sealedScratch: Uint8Array | undefined;
   /** Deal syncs and deletes of uploads that did not wait for them (see {@link settle}). */
   readonly #backgroundSyncs = new Set<Promise<void>>();
   /** Deal-state syncs per farmer (see {@link syncDeals}). */
@@ -460,7 +458,7 @@ export class Renter {
         // Full segments reuse pooled layouts; a short one (a small file, a last segment) gets one of its own size.
         const need = segmentLayoutBytes(pipeline.coder, plaintext.byteLength);
         const full = need > layoutBytes / 2;
-        const layout = (full ? pool.pop() : undefined) ?? layoutBuffer(full ? layoutBytes : need);
+        const layout = (full ? pool.pop() : undefined) ?? uninitializedBytes(full ? layoutBytes : need);
         const encoded = encodeSegment(pipeline, secrets, index, plaintext, { layout });
         const i = slot++;
         const task = this.#uploadSegment(encoded, stats, controller.signal)
@@ -805,7 +803,12 @@ export class Renter {
     const { coder } = this.#coderFor(file.redundancy);
     const { fileKey, fileId } = this.#secrets(record);
     const pieces = await this.#fetchPieces(segment, coder.strategy.k, { offset: 0, length: segment.pieceSize }, signal, dealIds);
-    const sealed = coder.decode(pieces, sealedLength(segment.plaintextLength));
+    // Decode into one scratch buffer reused by every segment: decode and
+    // open run synchronously and the sealed bytes never escape, and a fresh
+    // 8 MiB buffer per segment costs a page fault per 4 KiB.
+    const need = segment.pieceSize * coder.strategy.k;
+    if (this.#sealedScratch === undefined || this.#sealedScratch.byteLength < need) this.#sealedScratch = uninitializedBytes(need);
+    const sealed = coder.decode(pieces, sealedLength(segment.plaintextLength), this.#sealedScratch);
     return openSegment(deriveSegmentKey(fileKey, segment.index, fromHex(segment.salt)), segmentId(fileId, segment.index), sealed);
   }
 

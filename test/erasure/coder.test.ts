@@ -203,6 +203,21 @@ describe("erasure coder: properties", () => {
     assert.deepEqual(coder.decode(new Map([[6, pieces[6]!], [1, pieces[1]!], [4, pieces[4]!]]), 500), segment);
   });
 
+  it("decodes into a caller's buffer, reused across segments, and refuses one too small", () => {
+    const coder = createErasureCoder({ k: 3, total: 7 });
+    const scratch = new Uint8Array(coder.pieceSize(500) * 3 + 10).fill(0xee);
+    for (const [seed, keep] of [[1, [0, 1, 2]], [2, [6, 1, 4]], [3, [3, 5, 6]]] as const) {
+      const segment = pseudoRandomBytes(500, seed);
+      const out = coder.decode(keepOnly(coder.encode(segment), [...keep]), 500, scratch);
+      assert.deepEqual(out, segment);
+      assert.equal(out.buffer, scratch.buffer);
+    }
+    assert.throws(
+      () => coder.decode(coder.encode(pseudoRandomBytes(500, 4)), 500, new Uint8Array(coder.pieceSize(500) * 3 - 1)),
+      (e: unknown) => isDstorError(e) && e.code === "ERASURE_INVALID_PARAMS",
+    );
+  });
+
   it("reuses cached inverses without changing results", () => {
     const coder = createErasureCoder({ k: 8, total: 16 }, { decodeCacheBytes: 64 * 2 });
     const segment = pseudoRandomBytes(4000, 1);
