@@ -35,7 +35,7 @@
  *   END   = 0x03                                       both ways (half-close)
  */
 import { randomBytes } from "node:crypto";
-import type { Server } from "node:net";
+import type { OnReadOpts, Server } from "node:net";
 import tls from "node:tls";
 import type { PeerId, Stream } from "@libp2p/interface";
 import { type Multiaddr, multiaddr } from "@multiformats/multiaddr";
@@ -68,6 +68,15 @@ const MAX_PROTOCOL_ID_BYTES = 256;
 const MAX_DATA_BYTES = 4 * 1024 * 1024;
 /** Received bytes an exchange buffers before the connection stops reading. */
 const READ_HIGH_WATER_BYTES = 2 * 1024 * 1024;
+/**
+ * A renter's connection reads into one reused buffer (`tls.connect`'s
+ * `onread`) instead of getting a new Buffer and a trip through Node's
+ * Readable machinery for every TLS record (at most 16 KiB); received payload
+ * is copied out into blocks of this size (one allocation per block).
+ */
+const CLIENT_READ_BUFFER_BYTES = 64 * 1024;
+/** See {@link CLIENT_READ_BUFFER_BYTES}; below glibc's mmap threshold, so blocks come from (reused) heap memory. */
+const COPY_BLOCK_BYTES = 64 * 1024;
 /** Bytes queued in the socket before `send` asks the writer to wait. */
 const WRITE_HIGH_WATER_BYTES = 1024 * 1024;
 /** Bytes a finished exchange may still receive (and drop) while waiting for the peer's END. */
@@ -103,9 +112,31 @@ function bulkError(message: string): DstorError {
   return new DstorError("MESSAGE_MALFORMED", `direct transfer: ${message}`);
 }
 
+/** Copies bytes out of a reused read buffer into shared blocks: one allocation per block, not per TLS record. */
+class CopyBlocks {
+  #block: Uint8Array = new Uint8Array(0);
+  #used = 0;
+
+  copy(bytes: Uint8Array): Uint8Array {
+    if (this.#block.byteLength - this.#used < bytes.byteLength) {
+      this.#block = Buffer.allocUnsafeSlow(Math.max(COPY_BLOCK_BYTES, bytes.byteLength));
+      this.#used = 0;
+    }
+    const view = this.#block.subarray(this.#used, this.#used + bytes.byteLength);
+    view.set(bytes);
+    this.#used += bytes.byteLength;
+    return view;
+  }
+}
+
 /**
  * One TLS connection carrying exchanges one at a time. Parses incoming
  * messages as they arrive and hands them to the current exchange.
+ *
+ * A server connection receives through `data` events (each chunk its own
+ * Buffer, handed on as views). A client connection is created over a socket
+ * that reads into one reused buffer: its owner passes each read to
+ * {@link BulkConnection.receiveReused}, and payload bytes are copied out.
  */
 class BulkConnection {
   readonly socket: tls.TLSSocket;
@@ -123,11 +154,14 @@ class BulkConnection {
   #openHave = 0;
   #failure: Error | undefined;
   #closeListeners = new Set<(error: Error) => void>();
+  /** Set when reads arrive in a reused buffer: payload must be copied before it is queued. */
+  readonly #copies: CopyBlocks | undefined;
 
-  constructor(socket: tls.TLSSocket) {
+  constructor(socket: tls.TLSSocket, options: { reusedReads?: boolean } = {}) {
     this.socket = socket;
     socket.setNoDelay(true);
-    socket.on("data", (chunk: Buffer) => this.#receive(chunk));
+    if (options.reusedReads === true) this.#copies = new CopyBlocks();
+    else socket.on("data", (chunk: Buffer) => this.#receive(chunk));
     socket.on("end", () => this.#fail(new DstorError("FARMER_UNREACHABLE", "direct connection closed by the peer")));
     socket.on("error", (error) => this.#fail(error));
     socket.on("close", () => this.#fail(new DstorError("FARMER_UNREACHABLE", "direct connection closed")));
@@ -184,20 +218,26 @@ class BulkConnection {
     this.destroy(bulkError(message));
   }
 
-  #receive(chunk: Buffer): void {
+  /** Bytes read into a buffer the socket reuses for its next read (valid only during this call). */
+  receiveReused(bytes: Uint8Array): void {
+    this.#receive(bytes);
+  }
+
+  #receive(chunk: Uint8Array): void {
     let at = 0;
     while (at < chunk.byteLength && this.#failure === undefined) {
       if (this.#dataLeft > 0) {
         const take = Math.min(this.#dataLeft, chunk.byteLength - at);
         this.#dataLeft -= take;
-        this.#current!.push(chunk.subarray(at, at + take));
+        const part = chunk.subarray(at, at + take);
+        this.#current!.push(this.#copies === undefined ? part : this.#copies.copy(part));
         at += take;
         continue;
       }
       const open = this.#openId;
       if (open !== undefined) {
         const take = Math.min(open.byteLength - this.#openHave, chunk.byteLength - at);
-        chunk.copy(open, this.#openHave, at, at + take);
+        open.set(chunk.subarray(at, at + take), this.#openHave);
         this.#openHave += take;
         at += take;
         if (this.#openHave === open.byteLength) {
@@ -207,7 +247,7 @@ class BulkConnection {
         continue;
       }
       const take = Math.min(this.#headerNeed - this.#headerHave, chunk.byteLength - at);
-      chunk.copy(this.#header, this.#headerHave, at, at + take);
+      this.#header.set(chunk.subarray(at, at + take), this.#headerHave);
       this.#headerHave += take;
       at += take;
       if (this.#headerHave === this.#headerNeed) this.#message();
@@ -700,14 +740,30 @@ export class BulkDialer implements StreamDialer {
       throw error;
     }
     const key = Buffer.from(ticket.key, "hex");
-    const socket = tls.connect({
+    // Reads land in one reused buffer (see CLIENT_READ_BUFFER_BYTES); the
+    // farmer sends nothing before our first OPEN, so anything that arrives
+    // before the connection object exists is a protocol violation.
+    let conn: BulkConnection | undefined;
+    let early = false;
+    // `onread` is documented for tls.connect (used when no `socket` is given)
+    // but missing from @types/node's ConnectionOptions.
+    const connectOptions: tls.ConnectionOptions & { onread: OnReadOpts } = {
       host,
       port: ticket.port,
       minVersion: "TLSv1.3",
       ciphers: CIPHERS,
       checkServerIdentity: () => undefined,
       pskCallback: () => ({ psk: key, identity: ticket.identity }),
-    });
+      onread: {
+        buffer: Buffer.allocUnsafe(CLIENT_READ_BUFFER_BYTES),
+        callback: (bytes: number, buffer: Uint8Array): boolean => {
+          if (conn === undefined) early = true;
+          else conn.receiveReused(buffer.subarray(0, bytes));
+          return true;
+        },
+      },
+    };
+    const socket = tls.connect(connectOptions);
     try {
       await new Promise<void>((resolve, reject) => {
         const timer = setTimeout(() => reject(new DstorError("TIMEOUT", "direct connection handshake timed out")), BULK_HANDSHAKE_TIMEOUT_MS);
@@ -732,7 +788,8 @@ export class BulkDialer implements StreamDialer {
       state.ticket = undefined;
       throw error;
     }
-    const conn = new BulkConnection(socket);
+    conn = new BulkConnection(socket, { reusedReads: true });
+    if (early) conn.destroy(bulkError("the farmer sent data before any exchange"));
     this.#open.add(conn);
     conn.onClose(() => {
       this.#open.delete(conn);
