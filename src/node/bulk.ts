@@ -191,6 +191,8 @@ class BulkConnection {
 
   /** Starts a new exchange on this connection. */
   begin(): BulkExchange {
+    // An exchange on a dead connection would wait forever for bytes.
+    if (this.#failure !== undefined) throw this.#failure;
     if (this.#current !== undefined && !this.#current.complete) throw new DstorError("INTERNAL", "a direct exchange is still running on this connection");
     this.#current = new BulkExchange(this);
     return this.#current;
@@ -788,8 +790,11 @@ export class BulkDialer implements StreamDialer {
       state.ticket = undefined;
       throw error;
     }
+    if (early) {
+      socket.destroy();
+      throw bulkError("the farmer sent data before any exchange");
+    }
     conn = new BulkConnection(socket, { reusedReads: true });
-    if (early) conn.destroy(bulkError("the farmer sent data before any exchange"));
     this.#open.add(conn);
     conn.onClose(() => {
       this.#open.delete(conn);

@@ -371,3 +371,43 @@ test("malformed tickets are rejected", () => {
   assert.equal(bulkListenHost(["/dns4/example.com/tcp/1", "/ip6/::1/tcp/2"]), "::1");
   assert.equal(bulkListenHost(["/dns4/example.com/tcp/1"]), undefined);
 });
+
+test("a direct port that answers before it is asked gets a clear error, and the renter drops the connection", async () => {
+  const farmerNode = await startFarmer(false);
+  const own = await startRenter();
+  const identity = randomBytes(16).toString("hex");
+  const key = randomBytes(32);
+  const sockets: tls.TLSSocket[] = [];
+  const closed: Promise<void>[] = [];
+  // A direct port that ends every exchange at once, whatever the renter sent.
+  const rogue = tls.createServer(
+    { minVersion: "TLSv1.3", ciphers: "TLS_AES_128_GCM_SHA256", pskCallback: (_socket, id) => (id === identity ? key : null) },
+    (socket) => {
+      sockets.push(socket);
+      closed.push(new Promise((resolve) => socket.once("close", () => resolve())));
+      socket.on("error", () => {});
+      socket.resume(); // read (and drop) what the renter sends, so its close is seen
+      setTimeout(() => socket.write(Buffer.concat([Buffer.of(0x03), randomBytes(64)])), 50);
+    },
+  );
+  await new Promise<void>((resolve) => rogue.listen(0, "127.0.0.1", resolve));
+  try {
+    const port = (rogue.address() as { port: number }).port;
+    await farmerNode.node.handle(BULK_TICKET_PROTOCOL, async (stream) => {
+      const reader = new FrameReader(stream);
+      await reader.readFrame({ maxBytes: 1024 });
+      await writeFrame(stream, new TextEncoder().encode(JSON.stringify({ v: 1, ok: true, port, identity, key: key.toString("hex") })));
+      await stream.close();
+      reader.close();
+    });
+    await assert.rejects(putPiece(own, farmerNode, new Uint8Array(randomBytes(100_000))), (e) => isDstorError(e, "MESSAGE_MALFORMED"));
+    assert.equal(own.dialer.openConnections, 0, "the renter keeps no connection to it");
+    assert.equal(sockets.length, 1, "the renter connected to the direct port once");
+    await Promise.all(closed);
+  } finally {
+    for (const socket of sockets) socket.destroy();
+    await new Promise<void>((resolve) => rogue.close(() => resolve()));
+    await own.stop();
+    await farmerNode.stop();
+  }
+});
