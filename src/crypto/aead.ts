@@ -262,8 +262,8 @@ function openBlocksUnchecked(
   ) {
     throw decryptFailed(firstBlock + count - 1);
   }
-  // Uninitialised is safe: every block is written (or the call throws and
-  // the buffer is dropped; the fallback below zeroes it first anyway).
+  // Uninitialised is safe: every block is written, or the call throws and
+  // the buffer is dropped (the fallback below also zeroes it on failure).
   const out = uninitializedBytes(sealed.byteLength - count * AEAD_TAG_BYTES);
   const native = kernels(options);
   if (native !== undefined) {

@@ -482,7 +482,7 @@ export async function* readData(reader: FrameReader, totalBytes: number, options
   }
 }
 
-/** Reads exactly `totalBytes` of data frames into one buffer (for small transfers such as tests and audits). */
+/** Reads exactly `totalBytes` of data frames into one buffer (a piece a get returns; tests). */
 export async function readAllData(reader: FrameReader, totalBytes: number, options: ReadDataOptions = {}): Promise<Uint8Array> {
   // Uninitialised is safe: readData yields exactly totalBytes or throws (and
   // then the buffer is dropped).

@@ -215,7 +215,6 @@ async function* prepend(head: Uint8Array[], iterator: AsyncIterator<Uint8Array>)
   }
 }
 
-
 /** Numbers the segments of a plaintext stream 0, 1, 2, …. */
 async function* numbered(chunks: AsyncIterable<Uint8Array>): AsyncGenerator<{ index: number; plaintext: Uint8Array }> {
   let index = 0;
