@@ -45,6 +45,16 @@ export interface TypedDataSigner {
 }
 
 /**
+ * The private key (`0x` + 64 hex) of a signer that holds it in memory
+ * (ethers' Wallet and HDNodeWallet), so it can be signed for from a digest;
+ * `undefined` for any other signer.
+ */
+export function privateKeyOf(signer: unknown): string | undefined {
+  const key = (signer as { signingKey?: { privateKey?: unknown } } | null)?.signingKey?.privateKey;
+  return typeof key === "string" ? key : undefined;
+}
+
+/**
  * `signer.signTypedData(domain, types, value)`, with the same bytes, but
  * signed natively from the digest when the signer holds its private key
  * (ethers' Wallet and HDNodeWallet; names in the domain are not resolved,
@@ -56,8 +66,8 @@ export async function signTypedData(
   types: Record<string, TypedDataField[]>,
   value: Record<string, unknown>,
 ): Promise<string> {
-  const key = (signer as { signingKey?: { privateKey?: unknown } }).signingKey?.privateKey;
-  if (typeof key !== "string") return signer.signTypedData(domain, types, value);
+  const key = privateKeyOf(signer);
+  if (key === undefined) return signer.signTypedData(domain, types, value);
   return signDigest(key, getBytes(TypedDataEncoder.hash(domain, types, value)));
 }
 

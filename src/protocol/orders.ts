@@ -23,7 +23,7 @@
 import { randomBytes } from "node:crypto";
 import { getAddress, type TypedDataDomain, type TypedDataField } from "ethers";
 import { keccak_256 } from "@noble/hashes/sha3.js";
-import { recoverDigestAddress, signDigest } from "../crypto/ecrecover.js";
+import { privateKeyOf, recoverDigestAddress, signDigest } from "../crypto/ecrecover.js";
 import type { AbortOptions } from "../core/abort.js";
 import { DstorError } from "../core/errors.js";
 import { MAX_ORDER_TTL_SECONDS } from "./limits.js";
@@ -192,16 +192,6 @@ export function orderDigestBytes(order: Order): Uint8Array {
   return keccak_256(message);
 }
 
-/** A wallet holding its private key (ethers' Wallet and HDNodeWallet): orders are signed from the digest directly. */
-interface DigestSigner {
-  signingKey: { privateKey: string };
-}
-
-function canSignDigest(wallet: unknown): wallet is DigestSigner {
-  const key = (wallet as Partial<DigestSigner>).signingKey;
-  return typeof key === "object" && key !== null && typeof key.privateKey === "string";
-}
-
 /** The wire (JSON) form of an order. */
 export interface OrderJson {
   chainId: string;
@@ -334,8 +324,10 @@ export async function signOrder(wallet: TypedDataSigner, chainId: bigint, order:
   if (signer !== order.renter) {
     throw new DstorError("INVALID_ARGUMENT", `the wallet ${signer} is not the order's renter ${order.renter}`);
   }
-  const raw = canSignDigest(wallet)
-    ? signDigest(wallet.signingKey.privateKey, orderDigestBytes(order))
+  // A wallet holding its key (ethers' Wallet, HDNodeWallet) is signed for from the digest directly.
+  const key = privateKeyOf(wallet);
+  const raw = key !== undefined
+    ? signDigest(key, orderDigestBytes(order))
     : await wallet.signTypedData(orderDomain(chainId), { Order: [...ORDER_TYPES.Order!] }, typedValue(order));
   return { order, signature: parseOrderSignature(raw.toLowerCase()) };
 }
