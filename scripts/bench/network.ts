@@ -22,6 +22,7 @@ import { randomBytes } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { mkdir, open, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { constants, PerformanceObserver } from "node:perf_hooks";
 import { devParams } from "../../src/chain/contracts.js";
 import { startDevChain } from "../../src/chain/devchain.js";
 import { MIB } from "../../src/core/units.js";
@@ -58,14 +59,14 @@ async function writeAndSync(path: string, chunks: AsyncIterable<Uint8Array> | It
   return { bytes, fsyncMs };
 }
 
-/** CPU seconds (user + system) a process has used so far, from /proc (0 when it is gone). */
-async function cpuSecondsOf(pid: number): Promise<number> {
+/** CPU seconds (user + system) and minor page faults of a process so far, from /proc (0 when it is gone). */
+async function usageOf(pid: number): Promise<{ cpu: number; faults: number }> {
   try {
-    // Fields after the ")" that ends the command name: utime is the 12th, stime the 13th (in clock ticks).
+    // Fields after the ")" that ends the command name: minflt is the 8th, utime the 12th, stime the 13th (in clock ticks).
     const fields = (await readFile(`/proc/${pid}/stat`, "utf8")).split(")").pop()!.trim().split(/\s+/);
-    return (Number(fields[11]) + Number(fields[12])) / 100;
+    return { cpu: (Number(fields[11]) + Number(fields[12])) / 100, faults: Number(fields[7]) };
   } catch {
-    return 0;
+    return { cpu: 0, faults: 0 };
   }
 }
 
@@ -75,26 +76,42 @@ async function cpuSecondsOf(pid: number): Promise<number> {
  * runs, and it says how far a 2-core machine can go (2 / cpuSecondsPerMB).
  * Also the renter's event-loop utilization (the share of the run its main
  * thread was not waiting for I/O: near 1 means that one thread, on CPU or
- * waiting for a core, sets the pace) and its minor page faults per MB (fresh
- * memory touched; costly on virtual machines).
+ * waiting for a core, sets the pace), its full GCs and GC pause time, and
+ * minor page faults per MB of the renter and the farmers (fresh memory
+ * touched; costly on virtual machines).
  */
 async function cpuMeter(pids: { farmers: number[]; chain: number }): Promise<() => Promise<Record<string, number>>> {
-  const farmers = async (): Promise<number> => (await Promise.all(pids.farmers.map(cpuSecondsOf))).reduce((a, b) => a + b, 0);
+  const farmers = async (): Promise<{ cpu: number; faults: number }> =>
+    (await Promise.all(pids.farmers.map(usageOf))).reduce((a, b) => ({ cpu: a.cpu + b.cpu, faults: a.faults + b.faults }), { cpu: 0, faults: 0 });
   const renter0 = process.cpuUsage();
-  const [farmers0, chain0] = [await farmers(), await cpuSecondsOf(pids.chain)];
+  const [farmers0, chain0] = [await farmers(), (await usageOf(pids.chain)).cpu];
   const elu0 = performance.eventLoopUtilization();
   const faults0 = process.resourceUsage().minorPageFault;
+  const gc = { major: 0, pauseMs: 0 };
+  const observer = new PerformanceObserver((list) => {
+    for (const entry of list.getEntries()) {
+      gc.pauseMs += entry.duration;
+      if ((entry as unknown as { detail?: { kind?: number } }).detail?.kind === constants.NODE_PERFORMANCE_GC_MAJOR) gc.major++;
+    }
+  });
+  observer.observe({ entryTypes: ["gc"] });
   return async () => {
+    observer.disconnect();
     const r = process.cpuUsage(renter0);
     const elu = performance.eventLoopUtilization(elu0).utilization;
     const faults = process.resourceUsage().minorPageFault - faults0;
+    const farmers1 = await farmers();
     const mb = FILE_BYTES / 1e6;
     return {
       renterEventLoopUtilization: round(elu, 3),
       renterMinorFaultsPerMB: Math.round(faults / mb),
+      renterMajorGcs: gc.major,
+      renterGcPauseMs: Math.round(gc.pauseMs),
+      renterHeapUsedMB: Math.round(process.memoryUsage().heapUsed / 1e6),
       renterCpuSecondsPerMB: round((r.user + r.system) / 1e6 / mb, 4),
-      farmersCpuSecondsPerMB: round(((await farmers()) - farmers0) / mb, 4),
-      chainCpuSecondsPerMB: round(((await cpuSecondsOf(pids.chain)) - chain0) / mb, 4),
+      farmersCpuSecondsPerMB: round((farmers1.cpu - farmers0.cpu) / mb, 4),
+      farmersMinorFaultsPerMB: Math.round((farmers1.faults - farmers0.faults) / mb),
+      chainCpuSecondsPerMB: round(((await usageOf(pids.chain)).cpu - chain0) / mb, 4),
     };
   };
 }
