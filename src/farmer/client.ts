@@ -112,6 +112,8 @@ export interface GetPieceRequest extends SignedPieceRequest {
   offset?: number;
   /** Bytes wanted; the range must end on a leaf boundary or at the piece end. */
   length?: number;
+  /** Receive into this buffer (at least the range's length; the result's data is then a view of it) instead of a new one. */
+  into?: Uint8Array | undefined;
 }
 
 /** An audit of one leaf. */
@@ -232,7 +234,7 @@ export class FarmerClient {
       if (range.startLeaf !== header.startLeaf || range.endLeaf !== header.endLeaf) {
         throw new DstorError("MESSAGE_MALFORMED", "the farmer answered a different range than requested");
       }
-      const data = await readAllData(reader, rangeByteLength(header.size, header.startLeaf, header.endLeaf), { signal });
+      const data = await readAllData(reader, rangeByteLength(header.size, header.startLeaf, header.endLeaf), { signal, into: request.into });
       await reader.readEnd({ signal });
       const proof = header.proof.map((h) => hexBytes(h, "proof hash"));
       if (!verifyMerkleMultiproof(root, header.leafCount, header.startLeaf, data, proof)) {

@@ -249,6 +249,7 @@ export function farmerClientTransport(client: FarmerClient, init: FarmerTranspor
             size: request.size,
             ...(request.offset === undefined ? {} : { offset: request.offset }),
             ...(request.length === undefined ? {} : { length: request.length }),
+            into: request.into,
           },
           options,
         ),

@@ -7,6 +7,7 @@
  */
 import { throwIfAborted } from "../core/abort.js";
 import { assertArgument } from "../core/errors.js";
+import type { BufferPool } from "../crypto/bytes.js";
 import {
   decodeSegment,
   type EncodedSegment,
@@ -30,23 +31,29 @@ export const FIRST_BUFFER_BYTES = 64 * 1024;
 /**
  * Re-cuts a byte stream into segments of exactly `segmentSize` bytes (the
  * last may be shorter; an empty stream yields nothing). Each yielded buffer is
- * new and owned by the consumer.
+ * owned by the consumer: new, or with `pool`, a full-size buffer taken from it
+ * (uninitialised there, but every yielded byte was written), which the
+ * consumer may give back once done with it.
  */
 export async function* segmentChunks(
   source: AsyncIterable<ByteChunk> | Iterable<ByteChunk>,
   segmentSize: number,
-  options: { signal?: AbortSignal } = {},
+  options: { signal?: AbortSignal; pool?: BufferPool } = {},
 ): AsyncGenerator<Uint8Array> {
   assertArgument(Number.isSafeInteger(segmentSize) && segmentSize > 0, `segment size must be a positive integer, got ${segmentSize}`);
+  const { pool } = options;
+  const whole = (): Uint8Array => (pool === undefined ? new Uint8Array(segmentSize) : pool.take(segmentSize));
   let current: Uint8Array | undefined;
   let filled = 0;
   for await (const chunk of source) {
     throwIfAborted(options.signal);
     let offset = 0;
     while (offset < chunk.byteLength) {
-      if (current === undefined) current = new Uint8Array(Math.min(segmentSize, Math.max(FIRST_BUFFER_BYTES, chunk.byteLength - offset)));
-      else if (filled === current.byteLength) {
-        const grown = new Uint8Array(segmentSize);
+      if (current === undefined) {
+        const first = Math.min(segmentSize, Math.max(FIRST_BUFFER_BYTES, chunk.byteLength - offset));
+        current = first === segmentSize ? whole() : new Uint8Array(first);
+      } else if (filled === current.byteLength) {
+        const grown = whole();
         grown.set(current.subarray(0, filled));
         current = grown;
       }

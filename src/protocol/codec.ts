@@ -482,11 +482,20 @@ export async function* readData(reader: FrameReader, totalBytes: number, options
   }
 }
 
-/** Reads exactly `totalBytes` of data frames into one buffer (a piece a get returns; tests). */
-export async function readAllData(reader: FrameReader, totalBytes: number, options: ReadDataOptions = {}): Promise<Uint8Array> {
+/**
+ * Reads exactly `totalBytes` of data frames into one buffer (a piece a get
+ * returns; tests): `into`'s first `totalBytes` bytes when given (reused
+ * receive buffers; at least that long), else a new buffer. On failure the
+ * contents of `into` are unspecified.
+ */
+export async function readAllData(reader: FrameReader, totalBytes: number, options: ReadDataOptions & { into?: Uint8Array | undefined } = {}): Promise<Uint8Array> {
+  const { into } = options;
+  if (into !== undefined && into.byteLength < totalBytes) {
+    throw new DstorError("INVALID_ARGUMENT", `the receive buffer holds ${into.byteLength} bytes, ${totalBytes} are coming`);
+  }
   // Uninitialised is safe: readData yields exactly totalBytes or throws (and
   // then the buffer is dropped).
-  const out = uninitializedBytes(totalBytes);
+  const out = into === undefined ? uninitializedBytes(totalBytes) : into.subarray(0, totalBytes);
   let offset = 0;
   for await (const frame of readData(reader, totalBytes, options)) {
     out.set(frame, offset);

@@ -42,8 +42,9 @@
 import { abortReason, raceSignal, throwIfAborted } from "../core/abort.js";
 import { DstorError, isDstorError } from "../core/errors.js";
 import { type Logger, silentLogger } from "../core/logging.js";
+import { MIB } from "../core/units.js";
 import { openBlocks, openSegment, sealedLength, sealedRangeFor, sealSegment } from "../crypto/aead.js";
-import { bytesEqual, fromHex, toHex, uninitializedBytes } from "../crypto/bytes.js";
+import { BufferPool, bytesEqual, fromHex, toHex, uninitializedBytes } from "../crypto/bytes.js";
 import { deriveSegmentKey, generateFileId, generateFileKey, generateSegmentSalt, segmentId } from "../crypto/keys.js";
 import { LEAF_SIZE_BYTES, leafCount, merkleRoot, verifyMerkleMultiproof } from "../crypto/merkle.js";
 import { createErasureCoder, type ErasureCoder, type KernelChoice } from "../erasure/index.js";
@@ -67,6 +68,12 @@ export const SEGMENTS_IN_FLIGHT = 3;
  * remaining holders anyway.
  */
 export const EXTRA_DOWNLOADS = 1;
+/** A renter's bulk buffer pools drop their free buffers after this long unused, in ms. */
+const BULK_BUFFERS_IDLE_MS = 30_000;
+/** Plaintext segments pooled: four of the default 8 MiB (larger segments are pooled fewer). */
+const MAX_POOLED_SEGMENT_BYTES = 8 * MIB;
+/** Segment layouts pooled, per segment in flight: one of 8 MiB segments at 4/6/8/10 (20 MiB). */
+const MAX_POOLED_LAYOUT_BYTES = 20 * MIB;
 
 /** Pieces `stat --verify` fetches at once. */
 const VERIFY_PARALLELISM = 8;
@@ -243,6 +250,17 @@ export class Renter {
   readonly #knownDeals = new Map<string, bigint>();
   /** Where whole segments are decoded before decryption (see #decodeWhole); grows to the largest segment read. */
   #sealedScratch: Uint8Array | undefined;
+  /**
+   * Bulk buffers reused from segment to segment and from file to file (see
+   * BufferPool; without them a 256 MiB upload or download allocates over
+   * 300 MiB of fresh memory, and the renter took 230-290 page faults per MB),
+   * each released after 30 s unused. Sized for SEGMENTS_IN_FLIGHT segments:
+   * plaintext segments read from the source, the segment layouts pieces are
+   * encoded into (sealed data and parity), and received whole pieces.
+   */
+  readonly #plaintextBuffers = new BufferPool(4 * MAX_POOLED_SEGMENT_BYTES, { idleMs: BULK_BUFFERS_IDLE_MS });
+  readonly #layoutBuffers = new BufferPool(SEGMENTS_IN_FLIGHT * MAX_POOLED_LAYOUT_BYTES, { idleMs: BULK_BUFFERS_IDLE_MS });
+  readonly #pieceBuffers = new BufferPool(48 * MIB, { idleMs: BULK_BUFFERS_IDLE_MS });
   /** Deal syncs and deletes of uploads that did not wait for them (see {@link settle}). */
   readonly #backgroundSyncs = new Set<Promise<void>>();
   /** Deal-state syncs per farmer (see {@link syncDeals}). */
@@ -341,7 +359,7 @@ export class Renter {
       await this.#afterCommit(new Set(), replaced, options);
       return { path, inode: record.inode, size: peek.bytes, inline: true, segments: 0, piecesStored: 0, longTailCancelled: 0, replaced: 0, unconfirmedFarmers: 0 };
     }
-    const { segments, size, stats } = await this.#storeSegments(secrets, redundancy, numbered(segmentChunks(prepend(peek.head, iterator), this.segmentSize, { signal })), signal, options.onProgress);
+    const { segments, size, stats } = await this.#storeSegments(secrets, redundancy, numbered(segmentChunks(prepend(peek.head, iterator), this.segmentSize, { signal, pool: this.#plaintextBuffers })), signal, options.onProgress);
     const { record, replaced } = await this.#c.metadata.commitFile(path, { ...stored, size, content: { ...base, segmentCount: segments.length }, segments });
     const farmers = new Set(segments.flatMap((s) => Object.values(s.holders)));
     const unconfirmed = await this.#afterCommit(farmers, replaced, options);
@@ -439,7 +457,6 @@ export class Renter {
     const stats = { longTailCancelled: 0, replaced: 0 };
     const segments: SegmentMeta[] = [];
     const inFlight = new Map<number, Promise<void>>();
-    const pool: Uint8Array[] = [];
     const layoutBytes = segmentLayoutBytes(pipeline.coder, this.segmentSize);
     const controller = new AbortController();
     const onAbort = (): void => controller.abort(signal?.reason);
@@ -457,8 +474,10 @@ export class Renter {
         // Full segments reuse pooled layouts; a short one (a small file, a last segment) gets one of its own size.
         const need = segmentLayoutBytes(pipeline.coder, plaintext.byteLength);
         const full = need > layoutBytes / 2;
-        const layout = (full ? pool.pop() : undefined) ?? uninitializedBytes(full ? layoutBytes : need);
+        const layout = full ? this.#layoutBuffers.take(layoutBytes) : uninitializedBytes(need);
         const encoded = encodeSegment(pipeline, secrets, index, plaintext, { layout });
+        // Encoding copied the plaintext (sealed) into the layout.
+        this.#plaintextBuffers.give([plaintext]);
         const i = slot++;
         const task = this.#uploadSegment(encoded, stats, controller.signal)
           .then((meta) => {
@@ -471,7 +490,7 @@ export class Renter {
             controller.abort(error);
           })
           .finally(() => {
-            if (layout.byteLength === layoutBytes) pool.push(layout);
+            if (full) this.#layoutBuffers.give([layout]);
             inFlight.delete(i);
           });
         inFlight.set(i, task);
@@ -506,7 +525,7 @@ export class Renter {
     const redundancy = formatRedundancyStrategy(this.strategy);
     const secrets: FileSecrets = { fileKey: options.fileKey, fileId: options.fileId, pieceIdKey: this.#init.pieceIdKey };
     const iterable = Symbol.asyncIterator in source ? source : (async function* () { yield* source as Iterable<Uint8Array>; })();
-    const { segments, size } = await this.#storeSegments(secrets, redundancy, numbered(segmentChunks(iterable, this.segmentSize, { signal: options.signal })), options.signal, options.onProgress);
+    const { segments, size } = await this.#storeSegments(secrets, redundancy, numbered(segmentChunks(iterable, this.segmentSize, { signal: options.signal, pool: this.#plaintextBuffers })), options.signal, options.onProgress);
     const content = { fileKey: hex(options.fileKey), fileId: hex(options.fileId), segmentSize: this.segmentSize, redundancy, segmentCount: segments.length };
     return { content, size, segments };
   }
@@ -694,6 +713,7 @@ export class Renter {
     range: { offset: number; length: number },
     signal: AbortSignal | undefined,
     dealIds?: ReadonlyMap<string, bigint>,
+    buffers?: { pool: BufferPool; taken: Uint8Array[] },
   ): Promise<Map<number, Uint8Array>> {
     const records = await this.#records();
     const score = (address: string): number => {
@@ -720,7 +740,12 @@ export class Renter {
           const { number, address } = queue.shift()!;
           inFlight++;
           const began = performance.now();
-          this.#getPiece(address, segment, number, whole ? undefined : { offset: alignedStart, length: alignedEnd - alignedStart }, combined, dealIds)
+          let into: Uint8Array | undefined;
+          if (whole && buffers !== undefined) {
+            into = buffers.pool.take(segment.pieceSize);
+            buffers.taken.push(into);
+          }
+          this.#getPiece(address, segment, number, whole ? undefined : { offset: alignedStart, length: alignedEnd - alignedStart }, combined, dealIds, into)
             .then(
               async ({ farmer, dealId, data, proof }) => {
                 const root = fromHex(segment.pieceRoots[number]!);
@@ -779,6 +804,7 @@ export class Renter {
     range: { offset: number; length: number } | undefined,
     signal: AbortSignal,
     dealIds?: ReadonlyMap<string, bigint>,
+    into?: Uint8Array,
   ): Promise<{ farmer: FarmerRef; dealId: bigint; data: Uint8Array; proof: readonly Uint8Array[] | undefined }> {
     const farmer = await this.#farmerRef(address);
     const rec = await this.#c.metadata.farmer(address);
@@ -787,7 +813,7 @@ export class Renter {
     const maxBytes = range?.length ?? segment.pieceSize;
     const order = await this.#c.orders.sign({ farmer: address, dealId, pieceId, action: OrderAction.Get, maxBytes });
     const root = segment.pieceRoots[number]!;
-    const result = await this.#c.transport.get(farmer, { order, pieceId, root, size: segment.pieceSize, offset: range?.offset, length: range?.length }, { signal });
+    const result = await this.#c.transport.get(farmer, { order, pieceId, root, size: segment.pieceSize, offset: range?.offset, length: range?.length, into }, { signal });
     return { farmer, dealId, data: result.data, proof: result.proof };
   }
 
@@ -801,14 +827,21 @@ export class Renter {
     const file = record.file!;
     const { coder } = this.#coderFor(file.redundancy);
     const { fileKey, fileId } = this.#secrets(record);
-    const pieces = await this.#fetchPieces(segment, coder.strategy.k, { offset: 0, length: segment.pieceSize }, signal, dealIds);
-    // Decode into one scratch buffer reused by every segment: decode and
-    // open run synchronously and the sealed bytes never escape, and a fresh
-    // 8 MiB buffer per segment costs a page fault per 4 KiB.
-    const need = segment.pieceSize * coder.strategy.k;
-    if (this.#sealedScratch === undefined || this.#sealedScratch.byteLength < need) this.#sealedScratch = uninitializedBytes(need);
-    const sealed = coder.decode(pieces, sealedLength(segment.plaintextLength), this.#sealedScratch);
-    return openSegment(deriveSegmentKey(fileKey, segment.index, fromHex(segment.salt)), segmentId(fileId, segment.index), sealed);
+    // Pieces arrive in reused buffers, given back once decoded (every get
+    // has settled when #fetchPieces returns or throws).
+    const buffers = { pool: this.#pieceBuffers, taken: [] as Uint8Array[] };
+    try {
+      const pieces = await this.#fetchPieces(segment, coder.strategy.k, { offset: 0, length: segment.pieceSize }, signal, dealIds, buffers);
+      // Decode into one scratch buffer reused by every segment: decode and
+      // open run synchronously and the sealed bytes never escape, and a fresh
+      // 8 MiB buffer per segment costs a page fault per 4 KiB.
+      const need = segment.pieceSize * coder.strategy.k;
+      if (this.#sealedScratch === undefined || this.#sealedScratch.byteLength < need) this.#sealedScratch = uninitializedBytes(need);
+      const sealed = coder.decode(pieces, sealedLength(segment.plaintextLength), this.#sealedScratch);
+      return openSegment(deriveSegmentKey(fileKey, segment.index, fromHex(segment.salt)), segmentId(fileId, segment.index), sealed);
+    } finally {
+      this.#pieceBuffers.give(buffers.taken);
+    }
   }
 
   #openInline(record: InodeRecord): Uint8Array {

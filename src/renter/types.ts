@@ -51,6 +51,12 @@ export interface GetPieceRequest {
   readonly offset?: number | undefined;
   /** Bytes wanted; default to the end. */
   readonly length?: number | undefined;
+  /**
+   * A buffer to receive the bytes into (reused across gets; at least the
+   * range's length). A transport may ignore it; when it uses it, the
+   * result's data is a view of it.
+   */
+  readonly into?: Uint8Array | undefined;
 }
 
 /**

@@ -4,6 +4,7 @@ import { describe, test } from "node:test";
 import fc from "fast-check";
 import { isDstorError } from "../../src/core/errors.js";
 import { sealedLength } from "../../src/crypto/aead.js";
+import { BufferPool } from "../../src/crypto/bytes.js";
 import { generateFileId, generateFileKey } from "../../src/crypto/keys.js";
 import { merkleRoot } from "../../src/crypto/merkle.js";
 import { createRedundancyStrategy } from "../../src/erasure/strategy.js";
@@ -151,6 +152,33 @@ describe("streaming", () => {
         assert.deepEqual(Buffer.concat(out), whole);
         for (const segment of out.slice(0, -1)) assert.equal(segment.length, segmentSize);
         assert.equal(out.length, Math.ceil(whole.length / segmentSize));
+      }),
+      { numRuns: 60 },
+    );
+  });
+
+  test("segmentChunks with a pool: reused buffers, given back after use, still cut the same bytes", async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.array(fc.integer({ min: 0, max: 90_000 }), { maxLength: 8 }), fc.integer({ min: 1, max: 100_000 }), async (sizes, segmentSize) => {
+        const chunks = sizes.map((n) => new Uint8Array(randomBytes(n)));
+        const whole = Buffer.concat(chunks);
+        const pool = new BufferPool(4 * segmentSize);
+        // Poison the pool: a reused buffer holds stale bytes, never seen in the output.
+        const stale = pool.take(segmentSize).fill(0xee);
+        pool.give([stale]);
+        const out: Buffer[] = [];
+        const seen = new Set<ArrayBufferLike>();
+        let held: Uint8Array | undefined; // the consumer keeps each segment until it has the next
+        for await (const segment of segmentChunks(chunks, segmentSize, { pool })) {
+          assert.notEqual(segment.buffer, held?.buffer, "a buffer still in use is never handed out again");
+          out.push(Buffer.from(segment)); // a copy: the segment goes back to the pool
+          seen.add(segment.buffer);
+          if (held !== undefined) pool.give([held]);
+          held = segment;
+        }
+        assert.deepEqual(Buffer.concat(out), whole);
+        for (const segment of out.slice(0, -1)) assert.equal(segment.length, segmentSize);
+        if (whole.length >= 3 * segmentSize) assert.ok(seen.size < out.length, "full segments reuse pooled buffers");
       }),
       { numRuns: 60 },
     );

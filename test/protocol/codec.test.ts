@@ -296,6 +296,19 @@ describe("writing with backpressure", () => {
     assert.ok(pipe.pressureEvents > 0, "backpressure was exercised");
   });
 
+  test("readAllData receives into a given buffer, and refuses one too small", async () => {
+    const data = randomBytes(70_000);
+    const into = new Uint8Array(100_000).fill(7);
+    const reader = new FrameReader(countingSource([encodeFrame(data.subarray(0, 30_000)), encodeFrame(data.subarray(30_000))]));
+    const got = await readAllData(reader, data.byteLength, { into });
+    assert.equal(got.buffer, into.buffer, "a view of the given buffer");
+    assert.equal(got.byteOffset, 0);
+    assert.deepEqual(got, new Uint8Array(data));
+    assert.equal(into[data.byteLength], 7, "nothing written past the data");
+    const small = new FrameReader(countingSource([encodeFrame(data)]));
+    await assert.rejects(readAllData(small, data.byteLength, { into: new Uint8Array(10) }), isCode("INVALID_ARGUMENT"));
+  });
+
   test("readData refuses overshoot, empty frames and early ends", async () => {
     const over = new FrameReader(countingSource([encodeFrame(new Uint8Array(6))]));
     await assert.rejects(readAllData(over, 5), isCode("MESSAGE_TOO_LARGE"));
