@@ -4,6 +4,7 @@
  * contracts/*.sol); nothing here is hand-copied, so a contract change that
  * breaks a caller breaks the TypeScript build.
  */
+import { mined } from "./signer.js";
 import { readFile, mkdir, rename, writeFile } from "node:fs/promises";
 import { dirname } from "node:path";
 import { Contract, ContractFactory, type ContractRunner, type Signer, getAddress } from "ethers";
@@ -158,7 +159,7 @@ export async function deployContracts(signer: Signer, params: MarketParams): Pro
     params.samplesPerChallenge,
   ]);
   const reg = new Contract(registry, RegistryAbi, signer) as unknown as RegistryContract;
-  const receipt = await (await reg.setMarket(market)).wait();
+  const receipt = await mined(reg.setMarket(market), "linking the registry to the market");
   return {
     chainId: Number(network.chainId),
     token,

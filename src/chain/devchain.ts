@@ -22,7 +22,7 @@ import { spawnTied } from "../core/child.js";
 import { DstorError } from "../core/errors.js";
 import { type Logger, silentLogger } from "../core/logging.js";
 import { connectContracts, type Deployment, DEV_PARAMS, deployContracts, type MarketParams, readDeployment, writeDeployment } from "./contracts.js";
-import { createProvider, nonceSafe } from "./signer.js";
+import { createProvider, mined, nonceSafe } from "./signer.js";
 
 /** How long anvil may take to answer eth_chainId after spawning. */
 const START_TIMEOUT_MS = 20_000;
@@ -257,7 +257,7 @@ export async function fundDevAccount(
     if (tokens > 0n) {
       const signer = nonceSafe(await provider.getSigner(0));
       const { token } = connectContracts(deployment, signer);
-      await (await token.faucet(address, tokens)).wait();
+      await mined(token.faucet(address, tokens), "funding a dev account");
     }
   } finally {
     await provider.close();

@@ -118,6 +118,39 @@ export class SafeNonceManager extends NonceManager {
   }
 }
 
+/** Longest a dstor process waits for a transaction it sent to be mined, in ms. */
+export const TX_MINED_TIMEOUT_MS = 120_000;
+
+/** A sent transaction as ethers returns it (plain or from a contract call). */
+interface SentTransaction<R> {
+  readonly hash?: string;
+  readonly nonce?: number;
+  wait(confirms?: number, timeout?: number): Promise<R | null>;
+}
+
+/**
+ * Waits until `sent` is mined, for at most `timeoutMs`. ethers' `wait()`
+ * alone waits forever: a transaction stuck behind a nonce gap (an earlier
+ * send that failed after later ones went out) or on a chain that stopped
+ * mining would hang a put or a farmer's start with nothing in the logs. Here
+ * it fails with `TIMEOUT`, naming the transaction; a revert throws as before.
+ */
+export async function mined<R>(sent: SentTransaction<R> | Promise<SentTransaction<R>>, what: string, timeoutMs = TX_MINED_TIMEOUT_MS): Promise<R> {
+  const tx = await sent;
+  let receipt: R | null;
+  try {
+    receipt = await tx.wait(1, timeoutMs);
+  } catch (error) {
+    if (!isError(error, "TIMEOUT")) throw error;
+    throw new DstorError("TIMEOUT", `${what}: transaction ${tx.hash ?? "?"} (nonce ${tx.nonce ?? "?"}) was not mined within ${Math.round(timeoutMs / 1000)} s`, {
+      cause: error,
+      details: { hash: tx.hash, nonce: tx.nonce, timeoutMs },
+    });
+  }
+  if (receipt === null) throw new DstorError("CHAIN_CALL_FAILED", `${what}: transaction ${tx.hash ?? "?"} has no receipt`);
+  return receipt;
+}
+
 /** Wraps `signer` so it can send transactions concurrently (see {@link SafeNonceManager}). */
 export function nonceSafe(signer: Signer): SafeNonceManager {
   return signer instanceof SafeNonceManager ? signer : new SafeNonceManager(signer);

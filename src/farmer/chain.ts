@@ -9,6 +9,7 @@
  * per half minute, not per request. Negative answers are not cached, so a
  * renter whose deal was just mined is served at once.
  */
+import { mined } from "../chain/signer.js";
 import type { AbortOptions } from "../core/abort.js";
 import { throwIfAborted } from "../core/abort.js";
 import { DstorError } from "../core/errors.js";
@@ -145,9 +146,9 @@ export async function registerFarmer(init: RegisterFarmerInit): Promise<Registra
   const info = await init.registry.farmerInfo(init.wallet);
   throwIfAborted(init.signal);
   if (info.status === STATUS_NONE || info.status === STATUS_LEFT) {
-    if (need > 0n) await (await init.token.approve(init.registryAddress, need)).wait();
+    if (need > 0n) await mined(init.token.approve(init.registryAddress, need), "approving the registry to take the stake");
     const signature = await init.signPeerBinding();
-    await (await init.registry.join(need, init.pricePerTBMonth, init.capacityBytes, init.peerId, signature, init.multiaddrs)).wait();
+    await mined(init.registry.join(need, init.pricePerTBMonth, init.capacityBytes, init.peerId, signature, init.multiaddrs), "joining the registry");
     log.info("joined the registry", { stake: need.toString(), capacity: init.capacityBytes.toString() });
     return "joined";
   }
@@ -160,10 +161,10 @@ export async function registerFarmer(init: RegisterFarmerInit): Promise<Registra
     if (init.registry.addStake === undefined) {
       throw new DstorError("CHAIN_CALL_FAILED", `the stake ${info.stake} is below the ${need} this capacity requires`);
     }
-    await (await init.token.approve(init.registryAddress, need - info.stake)).wait();
-    await (await init.registry.addStake(need - info.stake)).wait();
+    await mined(init.token.approve(init.registryAddress, need - info.stake), "approving the registry to take more stake");
+    await mined(init.registry.addStake(need - info.stake), "adding stake");
   }
-  await (await init.registry.update(init.pricePerTBMonth, init.capacityBytes, init.multiaddrs)).wait();
+  await mined(init.registry.update(init.pricePerTBMonth, init.capacityBytes, init.multiaddrs), "updating the registry entry");
   log.info("updated the registry record", { price: init.pricePerTBMonth.toString(), capacity: init.capacityBytes.toString() });
   return "updated";
 }

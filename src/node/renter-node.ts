@@ -18,7 +18,7 @@ import { getBytes, Interface, ZeroHash } from "ethers";
 import { connectContracts, RegistryAbi, type RegistryContract } from "../chain/contracts.js";
 import { fundDevAccount, resolveChainEndpoint } from "../chain/devchain.js";
 import { peerBindingMessage } from "../chain/proofs.js";
-import { createProvider, walletSigner } from "../chain/signer.js";
+import { createProvider, mined, walletSigner } from "../chain/signer.js";
 import { marketDomain } from "../chain/signing.js";
 import { type AbortOptions, withDeadline } from "../core/abort.js";
 import { DstorError, isDstorError } from "../core/errors.js";
@@ -140,8 +140,7 @@ export function registryPointerStore(registry: RegistryContract, renter: string)
     },
     async write(expectedSequence, location, contentRoot) {
       try {
-        const tx = await registry.setPointer(expectedSequence, ZeroHash, location, contentRoot);
-        await tx.wait();
+        await mined(registry.setPointer(expectedSequence, ZeroHash, location, contentRoot), "publishing the metadata snapshot pointer");
       } catch (error) {
         if (revertName(error) === "SequenceMismatch") {
           throw new DstorError("SNAPSHOT_STALE", "another device moved the metadata pointer first; this one's metadata is out of date", { cause: error });
@@ -410,7 +409,7 @@ export async function openRenterNode(init: RenterNodeInit): Promise<RenterNode> 
         requestChallenge: async (farmer) => {
           const dealId = await contracts.market.latestDeal(address, farmer);
           if (dealId === 0n) return;
-          await (await contracts.market.requestChallenge(dealId)).wait();
+          await mined(contracts.market.requestChallenge(dealId), `requesting a challenge of deal ${dealId}`);
         },
         requestIntervalMs: Number(deployment.params.epochSeconds) * 1000,
         logger: log.child("spot-check"),

@@ -10,6 +10,7 @@
  * at a time (a promise per farmer); deals for different farmers go out in
  * parallel through the nonce-safe signer.
  */
+import { mined } from "../chain/signer.js";
 import type { AbortOptions } from "../core/abort.js";
 import { throwIfAborted } from "../core/abort.js";
 import { DstorError } from "../core/errors.js";
@@ -111,7 +112,7 @@ export class ChainDeals implements DealProvider {
     this.#prepared ??= (async () => {
       await this.#init.prepare?.();
       const { token, marketAddress, renter } = this.#init;
-      if ((await token.allowance(renter, marketAddress)) < MAX_ALLOWANCE / 2n) await (await token.approve(marketAddress, MAX_ALLOWANCE)).wait();
+      if ((await token.allowance(renter, marketAddress)) < MAX_ALLOWANCE / 2n) await mined(token.approve(marketAddress, MAX_ALLOWANCE), "approving the market to take escrow");
     })().catch((error: unknown) => {
       this.#prepared = undefined;
       throw error;
@@ -140,7 +141,7 @@ export class ChainDeals implements DealProvider {
       const bytes = this.#init.escrowBytes ?? DEFAULT_ESCROW_BYTES;
       // cost = price × bytes × seconds / (1 TB × 1 month), multiplied before dividing; at least one unit.
       const escrow = (price * bytes * BigInt(term)) / (BYTES_PER_TB * SECONDS_PER_MONTH) + 1n;
-      await (await market.openDeal(farmer.address, term, escrow)).wait();
+      await mined(market.openDeal(farmer.address, term, escrow), `opening a deal with farmer ${farmer.address}`);
       const id = await market.latestDeal(renter, farmer.address);
       const d = await market.deal(id);
       this.#log.info("deal opened", { farmer: farmer.address, dealId: id.toString(), escrow: escrow.toString() });
@@ -188,7 +189,7 @@ export class ChainDeals implements DealProvider {
       const domain = marketDomain(chainId, marketAddress);
       const renterSignature = (await signDealState(wallet as never, domain, { dealId, term: deal.term, ...state })).toLowerCase();
       const farmerSignature = await coSign(farmer, { dealId, term: deal.term, version, pieces: [...pieces], renterSignature }, options);
-      await (await market.updateState(dealId, state, renterSignature, farmerSignature)).wait();
+      await mined(market.updateState(dealId, state, renterSignature, farmerSignature), `submitting the state of deal ${dealId}`);
       await metadata.updateFarmer(farmer.address, (r) => ({ ...r, stateVersion: Number(version) }));
       this.#log.debug("deal state updated", { farmer: farmer.address, dealId: dealId.toString(), version: version.toString(), pieces: pieces.length });
     } catch (error) {

@@ -8,7 +8,7 @@
  * survive a chain endpoint that is briefly down. `stop()` aborts the signal
  * the running tick holds and waits for it to return; it is idempotent.
  */
-import { revertName } from "../chain/signer.js";
+import { revertName, TX_MINED_TIMEOUT_MS } from "../chain/signer.js";
 import { sleep } from "../core/abort.js";
 import { DstorError } from "../core/errors.js";
 import type { Logger } from "../core/logging.js";
@@ -118,7 +118,8 @@ export async function chainNow(provider: { getBlock(tag: "latest"): Promise<{ ti
 export interface SentTx {
   /** Its hash; needed to follow it to finality. */
   readonly hash?: string;
-  wait(): Promise<unknown>;
+  /** ethers' `wait(confirms, timeout)`: rejects with code TIMEOUT after `timeout` ms. */
+  wait(confirms?: number, timeout?: number): Promise<unknown>;
 }
 
 /** The chain reads that follow a transaction to finality (an ethers provider fits). */
@@ -206,7 +207,8 @@ export async function trySend(log: Logger, what: string, tx: () => Promise<SentT
   try {
     sent = await tx();
     if (finality === undefined || finality.confirmations === 0 || sent.hash === undefined) {
-      await sent.wait();
+      // Bounded: a transaction that is never mined is given up (and sent again next round).
+      await sent.wait(1, TX_MINED_TIMEOUT_MS);
       return true;
     }
   } catch (error) {

@@ -7,7 +7,7 @@ import { Wallet } from "ethers";
 import { connectContracts } from "../../src/chain/contracts.js";
 import { isDstorError } from "../../src/core/errors.js";
 import { devChainPaths, fundDevAccount, startDevChain } from "../../src/chain/devchain.js";
-import { createProvider, nonceSafe } from "../../src/chain/signer.js";
+import { createProvider, mined, nonceSafe } from "../../src/chain/signer.js";
 import { freePort, TEST_PARAMS } from "./fixture.js";
 
 test("the dev chain survives a restart: deployment, balances, deals and a monotonic epoch", async (t) => {
@@ -74,4 +74,29 @@ test("a deployment that does not finish in time fails with TIMEOUT and stops anv
   const chain = await startDevChain({ home, port, params: TEST_PARAMS });
   t.after(() => chain.stop());
   assert.equal(chain.deployedNow, true);
+});
+
+test("a transaction that is never mined fails with TIMEOUT, naming it, instead of hanging its caller", async (t) => {
+  const home = await mkdtemp(join(tmpdir(), "dstor-devchain-"));
+  const chain = await startDevChain({ home, port: await freePort(), params: TEST_PARAMS });
+  const provider = createProvider(chain.rpcUrl);
+  t.after(async () => {
+    provider.destroy();
+    await chain.stop();
+    await rm(home, { recursive: true, force: true });
+  });
+  const renter = Wallet.createRandom();
+  await fundDevAccount(chain.rpcUrl, chain.deployment, renter.address, 1_000n);
+  const { token } = connectContracts(chain.deployment, nonceSafe(renter.connect(provider)));
+  await provider.send("evm_setAutomine", [false]);
+  await assert.rejects(
+    mined(token.approve(chain.deployment.market, 1n), "approving the market", 1_000),
+    (e: unknown) =>
+      isDstorError(e, "TIMEOUT") && /^approving the market: transaction 0x[0-9a-f]{64} \(nonce 0\) was not mined within 1 s$/.test((e as Error).message),
+  );
+  // Once the chain mines again, the next transaction goes through (it queues behind the first).
+  await provider.send("evm_setAutomine", [true]);
+  const receipt = await mined(token.approve(chain.deployment.market, 2n), "approving the market");
+  assert.equal(receipt.status, 1);
+  assert.equal(await token.allowance(renter.address, chain.deployment.market), 2n);
 });
