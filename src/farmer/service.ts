@@ -173,9 +173,9 @@ export class FarmerService {
   readonly #perPeer = new Map<string, number>();
   readonly #trees = new Map<string, TreeEntry>();
   /**
-   * Batch buffers of {@link writeBatched}, kept for the next put (16 puts at
-   * once without allocating): 512 KiB of fresh memory per piece was about a
-   * tenth of a farmer's page faults while receiving.
+   * Batch buffers of {@link writeBatched}, kept for the next put (eight puts
+   * at once without allocating): fresh batch buffers for every piece were a
+   * source of page faults, which are dear on virtual machines.
    */
   readonly #batchBuffers = new BufferPool(16 * WRITE_BATCH_BYTES);
   /**
