@@ -41,6 +41,7 @@ import type { PeerId, Stream } from "@libp2p/interface";
 import { type Multiaddr, multiaddr } from "@multiformats/multiaddr";
 import type { AbortOptions } from "../core/abort.js";
 import { DstorError } from "../core/errors.js";
+import { uninitializedBytes } from "../crypto/bytes.js";
 import { type Logger, silentLogger } from "../core/logging.js";
 import type { StreamDialer } from "../farmer/client.js";
 import type { FarmerHandler, FarmerStream } from "../farmer/service.js";
@@ -119,7 +120,7 @@ class CopyBlocks {
 
   copy(bytes: Uint8Array): Uint8Array {
     if (this.#block.byteLength - this.#used < bytes.byteLength) {
-      this.#block = Buffer.allocUnsafeSlow(Math.max(COPY_BLOCK_BYTES, bytes.byteLength));
+      this.#block = uninitializedBytes(Math.max(COPY_BLOCK_BYTES, bytes.byteLength));
       this.#used = 0;
     }
     const view = this.#block.subarray(this.#used, this.#used + bytes.byteLength);
