@@ -80,6 +80,13 @@ import type { PieceInfo, PieceStore, PieceWriter } from "./store/types.js";
 
 /** A bidirectional byte stream as the handlers need it (a libp2p 3 stream fits). */
 export interface FarmerStream extends ByteSource, ByteSink {
+  /**
+   * Optional. While on, the bytes this stream yields stay valid only until
+   * its reader asks for more, so the transport may reuse their memory: the
+   * code reading must copy whatever it keeps (a put copying into its disk
+   * batches does). Direct connections implement it (src/node/bulk.ts).
+   */
+  transientReads?(on: boolean): void;
   /** Closes our writing side once queued bytes are handed to the transport. */
   close(options?: AbortOptions): Promise<void>;
   /** Resets the stream at once. */
@@ -351,7 +358,13 @@ export class FarmerService {
         { root: Buffer.from(req.root, "hex"), dealId: req.order.dealId, expiresAt: this.#now() + this.#ttlMs },
         { signal },
       );
-      await writeBatched(writer, readData(reader, req.size, { signal, frameTimeoutMs: FRAME_IDLE_TIMEOUT_MS }), this.#batchBuffers);
+      // writeBatched copies every part before it asks for the next one.
+      stream.transientReads?.(true);
+      try {
+        await writeBatched(writer, readData(reader, req.size, { signal, frameTimeoutMs: FRAME_IDLE_TIMEOUT_MS }), this.#batchBuffers);
+      } finally {
+        stream.transientReads?.(false);
+      }
       await writer.commit();
       writer = undefined;
       this.#log.debug("piece stored", { renter, pieceId: req.pieceId, size: req.size });

@@ -41,7 +41,7 @@ import type { PeerId, Stream } from "@libp2p/interface";
 import { type Multiaddr, multiaddr } from "@multiformats/multiaddr";
 import type { AbortOptions } from "../core/abort.js";
 import { DstorError } from "../core/errors.js";
-import { uninitializedBytes } from "../crypto/bytes.js";
+import { BufferPool, uninitializedBytes } from "../crypto/bytes.js";
 import { type Logger, silentLogger } from "../core/logging.js";
 import type { StreamDialer } from "../farmer/client.js";
 import type { FarmerHandler, FarmerStream } from "../farmer/service.js";
@@ -79,6 +79,14 @@ const READ_HIGH_WATER_BYTES = 2 * 1024 * 1024;
 const READ_BUFFER_BYTES = 64 * 1024;
 /** See {@link READ_BUFFER_BYTES}; below glibc's mmap threshold, so blocks come from (reused) heap memory. */
 const COPY_BLOCK_BYTES = 64 * 1024;
+/**
+ * Free copy blocks a farmer keeps for transient reads, across its
+ * connections: about what eight puts in flight hold (each up to
+ * READ_HIGH_WATER_BYTES queued plus what its reader has in hand).
+ */
+const BLOCK_POOL_BYTES = 24 * 1024 * 1024;
+/** A block pool unused this long drops its blocks, in ms. */
+const BLOCK_POOL_IDLE_MS = 30_000;
 /** Bytes queued in the socket before `send` asks the writer to wait. */
 const WRITE_HIGH_WATER_BYTES = 1024 * 1024;
 /** Bytes a finished exchange may still receive (and drop) while waiting for the peer's END. */
@@ -168,20 +176,99 @@ function readIntoReusedBuffer(socket: tls.TLSSocket, receive: (bytes: Uint8Array
   for (let chunk = socket.read() as Buffer | null; chunk !== null; chunk = socket.read() as Buffer | null) receive(chunk);
 }
 
-/** Copies bytes out of a reused read buffer into shared blocks: one allocation per block, not per TLS record. */
-class CopyBlocks {
-  #block: Uint8Array = new Uint8Array(0);
+/** A block of {@link CopyBlocks}: where its bytes lie in the connection's count of copied bytes. */
+interface CopyBlock {
+  bytes: Uint8Array;
+  start: number;
+  /** Position after its last byte, once it is full (Infinity while it is being filled). */
+  end: number;
+  /** Goes back to the pool once read past. */
+  pooled: boolean;
+}
+
+/**
+ * Copies bytes out of a reused read buffer into shared blocks: one allocation
+ * per block, not per TLS record (exported for its tests). Positions count the bytes copied on the
+ * connection. While a pool is set (the exchange's reader declared its reads
+ * transient, see {@link BulkExchange.transientReads}), blocks nobody has seen
+ * a byte of come from or are adopted into the pool, and go back once the
+ * reader has moved past them.
+ */
+export class CopyBlocks {
+  #current: CopyBlock | undefined;
   #used = 0;
+  #copied = 0;
+  /** Where blocks come from (when given): every block is taken from it, but only recycled ones go back. */
+  readonly #pool: BufferPool | undefined;
+  #recycling = false;
+  /** Full blocks the reader may not have moved past yet, oldest first. */
+  #filled: CopyBlock[] = [];
+
+  constructor(pool?: BufferPool) {
+    this.#pool = pool;
+  }
+
+  /** Bytes copied so far: the position after the last one. */
+  get copied(): number {
+    return this.#copied;
+  }
 
   copy(bytes: Uint8Array): Uint8Array {
-    if (this.#block.byteLength - this.#used < bytes.byteLength) {
-      this.#block = uninitializedBytes(Math.max(COPY_BLOCK_BYTES, bytes.byteLength));
+    let block = this.#current;
+    if (block === undefined || block.bytes.byteLength - this.#used < bytes.byteLength) {
+      this.#retire();
+      // A pool buffer that is never given back is simply the garbage collector's.
+      const fromPool = this.#pool !== undefined && bytes.byteLength <= COPY_BLOCK_BYTES;
+      const fresh = fromPool ? this.#pool!.take(COPY_BLOCK_BYTES) : uninitializedBytes(Math.max(COPY_BLOCK_BYTES, bytes.byteLength));
+      block = { bytes: fresh, start: this.#copied, end: Number.POSITIVE_INFINITY, pooled: this.#recycling && fromPool };
+      this.#current = block;
       this.#used = 0;
     }
-    const view = this.#block.subarray(this.#used, this.#used + bytes.byteLength);
+    const view = block.bytes.subarray(this.#used, this.#used + bytes.byteLength);
     view.set(bytes);
     this.#used += bytes.byteLength;
+    this.#copied += bytes.byteLength;
     return view;
+  }
+
+  #retire(): void {
+    const block = this.#current;
+    if (block === undefined) return;
+    block.end = this.#copied;
+    this.#filled.push(block);
+    this.#current = undefined;
+  }
+
+  /**
+   * Starts recycling: blocks whose bytes all lie at or after position `from`
+   * (nothing before it was handed to a reader) will go back to the pool; a
+   * current block that started earlier is left unfilled.
+   */
+  startRecycling(from: number): void {
+    if (this.#pool === undefined) return;
+    this.#recycling = true;
+    const adopt = (block: CopyBlock): boolean => block.start >= from && block.bytes.byteLength === COPY_BLOCK_BYTES;
+    for (const block of this.#filled) if (adopt(block)) block.pooled = true;
+    if (this.#current !== undefined) {
+      if (adopt(this.#current)) this.#current.pooled = true;
+      else this.#retire();
+    }
+  }
+
+  /** Stops recycling: blocks still lent (and the current one) are the garbage collector's from now on. */
+  stopRecycling(): void {
+    this.#recycling = false;
+    for (const block of this.#filled) block.pooled = false;
+    if (this.#current !== undefined) this.#current.pooled = false;
+  }
+
+  /** Nobody reads the bytes before position `through` any more: full blocks within them are let go, recycled ones back to the pool. */
+  release(through: number): void {
+    let n = 0;
+    while (n < this.#filled.length && this.#filled[n]!.end <= through) n++;
+    if (n === 0) return;
+    const done = this.#filled.splice(0, n);
+    this.#pool?.give(done.filter((block) => block.pooled).map((block) => block.bytes));
   }
 }
 
@@ -214,10 +301,10 @@ class BulkConnection {
   /** Set when reads arrive in a reused buffer: payload must be copied before it is queued. */
   readonly #copies: CopyBlocks | undefined;
 
-  constructor(socket: tls.TLSSocket, options: { reusedReads?: boolean } = {}) {
+  constructor(socket: tls.TLSSocket, options: { reusedReads?: boolean; blockPool?: BufferPool } = {}) {
     this.socket = socket;
     socket.setNoDelay(true);
-    if (options.reusedReads === true) this.#copies = new CopyBlocks();
+    if (options.reusedReads === true) this.#copies = new CopyBlocks(options.blockPool);
     else socket.on("data", (chunk: Buffer) => this.#receive(chunk));
     socket.on("end", () => this.#fail(new DstorError("FARMER_UNREACHABLE", "direct connection closed by the peer")));
     socket.on("error", (error) => this.#fail(error));
@@ -251,7 +338,8 @@ class BulkConnection {
     // An exchange on a dead connection would wait forever for bytes.
     if (this.#failure !== undefined) throw this.#failure;
     if (this.#current !== undefined && !this.#current.complete) throw new DstorError("INTERNAL", "a direct exchange is still running on this connection");
-    this.#current = new BulkExchange(this);
+    this.#copies?.stopRecycling();
+    this.#current = new BulkExchange(this, this.#copies?.copied ?? 0);
     return this.#current;
   }
 
@@ -289,7 +377,8 @@ class BulkConnection {
         const take = Math.min(this.#dataLeft, chunk.byteLength - at);
         this.#dataLeft -= take;
         const part = chunk.subarray(at, at + take);
-        this.#current!.push(this.#copies === undefined ? part : this.#copies.copy(part));
+        if (this.#copies === undefined) this.#current!.push(part);
+        else this.#current!.push(this.#copies.copy(part), this.#copies.copied);
         at += take;
         continue;
       }
@@ -361,6 +450,21 @@ class BulkConnection {
     this.onOpen?.(protocol);
   }
 
+  /**
+   * Called by the exchange: its reader's reads are transient from position
+   * `from` on (nothing after it was handed out), or no longer; see
+   * {@link BulkExchange.transientReads}.
+   */
+  transientReads(on: boolean, from: number): void {
+    if (on) this.#copies?.startRecycling(from);
+    else this.#copies?.stopRecycling();
+  }
+
+  /** Called by the exchange: its reader no longer reads the first `through` bytes copied on this connection. */
+  consumed(through: number): void {
+    this.#copies?.release(through);
+  }
+
   /** Called by the exchange when its reader has caught up (resumes a paused socket). */
   resume(): void {
     if (this.socket.isPaused()) this.socket.resume();
@@ -405,9 +509,17 @@ class BulkExchange implements FarmerStream {
   remoteEnded = false;
   localEnded = false;
   #onComplete: (() => void) | undefined;
+  /** The connection's count of copied bytes at the last push. */
+  #pushedThrough: number;
+  /** The same when the reader last asked for bytes: it has been handed everything before it. */
+  #yieldedThrough: number;
+  #transient = false;
 
-  constructor(conn: BulkConnection) {
+  /** `copied`: the connection's count of copied bytes when the exchange begins. */
+  constructor(conn: BulkConnection, copied: number) {
     this.#conn = conn;
+    this.#pushedThrough = copied;
+    this.#yieldedThrough = copied;
   }
 
   /** True once both sides sent END and nothing failed. */
@@ -421,7 +533,9 @@ class BulkExchange implements FarmerStream {
     this.#checkComplete();
   }
 
-  push(bytes: Uint8Array): void {
+  /** `through`: the connection's count of copied bytes once `bytes` was copied (connections that copy). */
+  push(bytes: Uint8Array, through?: number): void {
+    if (through !== undefined) this.#pushedThrough = through;
     if (this.#discarding) {
       this.#discarded += bytes.byteLength;
       if (this.#discarded > MAX_DISCARD_BYTES) this.#conn.destroy(bulkError("the peer kept sending after the exchange ended"));
@@ -475,10 +589,13 @@ class BulkExchange implements FarmerStream {
     for (;;) {
       if (this.#queue.length > 0) {
         const parts = this.#queue;
+        this.#yieldedThrough = this.#pushedThrough;
         this.#queue = [];
         this.#queued = 0;
         this.#conn.resume();
         yield new ChunkList(parts);
+        // Asked for more: the reader is past every byte yielded so far.
+        this.#conn.consumed(this.#yieldedThrough);
         continue;
       }
       if (this.remoteEnded) return;
@@ -487,6 +604,17 @@ class BulkExchange implements FarmerStream {
         this.#wake = resolve;
       });
     }
+  }
+
+  /**
+   * See {@link FarmerStream.transientReads}: while on, received bytes the
+   * reader has not been handed yet land in pooled blocks, which go back to
+   * the pool once the reader asks for more than the batch that held them.
+   */
+  transientReads(on: boolean): void {
+    if (this.#transient === on) return;
+    this.#transient = on;
+    this.#conn.transientReads(on, this.#yieldedThrough);
   }
 
   send(data: Uint8Array): boolean {
@@ -571,6 +699,7 @@ export class BulkServer {
   readonly #peerOf = new WeakMap<tls.TLSSocket, string>();
   readonly #connections = new Set<BulkConnection>();
   readonly #perPeer = new Map<string, number>();
+  readonly #blocks = new BufferPool(BLOCK_POOL_BYTES, { idleMs: BLOCK_POOL_IDLE_MS });
   #server: Server | undefined;
   #port = 0;
   #accepted = 0;
@@ -589,6 +718,11 @@ export class BulkServer {
   /** Connections accepted since start (tests and status). */
   get connectionCount(): number {
     return this.#accepted;
+  }
+
+  /** Bytes of copy blocks waiting in the pool for reuse (tests and status). */
+  get freeBlockBytes(): number {
+    return this.#blocks.freeBytes;
   }
 
   /** Of those, the ones that read into one reused buffer (all of them on the Node dstor ships with). */
@@ -672,7 +806,7 @@ export class BulkServer {
     this.#accepted++;
     const reused = canReadIntoReusedBuffer(socket);
     if (reused) this.#reusedReads++;
-    const conn = new BulkConnection(socket, { reusedReads: reused });
+    const conn = new BulkConnection(socket, { reusedReads: reused, blockPool: this.#blocks });
     this.#connections.add(conn);
     socket.setTimeout(this.#init.idleMs ?? BULK_SERVER_IDLE_MS);
     conn.onClose(() => {

@@ -206,6 +206,8 @@ test("puts and gets go over one pooled direct connection, not libp2p, and come b
   assert.equal(farmer.served.libp2p.get(PIECE_PUT_PROTOCOL) ?? 0, 0, "no put went through libp2p");
   assert.equal(renter.dialer.openConnections, 1, "sequential exchanges reuse one connection");
   assert.equal(farmer.bulk!.connectionCount - before, 1);
+  // The puts' bytes went through copy blocks that came back to the farmer's pool.
+  assert.ok(farmer.bulk!.freeBlockBytes > 0, "the farmer recycled the blocks its puts were received in");
 });
 
 test("concurrent puts use several connections, all succeed, and the pool is reused afterwards", async () => {
