@@ -80,9 +80,9 @@ const READ_BUFFER_BYTES = 64 * 1024;
 /** See {@link READ_BUFFER_BYTES}; below glibc's mmap threshold, so blocks come from (reused) heap memory. */
 const COPY_BLOCK_BYTES = 64 * 1024;
 /**
- * Free copy blocks a farmer keeps for transient reads, across its
- * connections: about what eight puts in flight hold (each up to
- * READ_HIGH_WATER_BYTES queued plus what its reader has in hand).
+ * Free copy blocks kept for transient reads, across a farmer's connections
+ * (or a renter's): about what eight puts (gets) in flight hold, each up to
+ * READ_HIGH_WATER_BYTES queued plus what its reader has in hand.
  */
 const BLOCK_POOL_BYTES = 24 * 1024 * 1024;
 /** A block pool unused this long drops its blocks, in ms. */
@@ -870,6 +870,7 @@ export class BulkDialer implements StreamDialer {
   readonly #idleMs: number;
   readonly #peers = new Map<string, PeerState>();
   readonly #open = new Set<BulkConnection>();
+  readonly #blocks = new BufferPool(BLOCK_POOL_BYTES, { idleMs: BLOCK_POOL_IDLE_MS });
   #stopped = false;
 
   constructor(init: BulkDialerInit) {
@@ -881,6 +882,11 @@ export class BulkDialer implements StreamDialer {
   /** Direct connections open now (tests and status). */
   get openConnections(): number {
     return this.#open.size;
+  }
+
+  /** Bytes of copy blocks waiting in the pool for reuse (tests and status). */
+  get freeBlockBytes(): number {
+    return this.#blocks.freeBytes;
   }
 
   async dialProtocol(target: PeerId | Multiaddr | Multiaddr[], protocols: string | string[], options: AbortOptions = {}): Promise<Stream> {
@@ -994,7 +1000,7 @@ export class BulkDialer implements StreamDialer {
       socket.destroy();
       throw bulkError("the farmer sent data before any exchange");
     }
-    conn = new BulkConnection(socket, { reusedReads: true });
+    conn = new BulkConnection(socket, { reusedReads: true, blockPool: this.#blocks });
     this.#open.add(conn);
     conn.onClose(() => {
       this.#open.delete(conn);

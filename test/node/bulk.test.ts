@@ -208,6 +208,7 @@ test("puts and gets go over one pooled direct connection, not libp2p, and come b
   assert.equal(farmer.bulk!.connectionCount - before, 1);
   // The puts' bytes went through copy blocks that came back to the farmer's pool.
   assert.ok(farmer.bulk!.freeBlockBytes > 0, "the farmer recycled the blocks its puts were received in");
+  assert.ok(renter.dialer.freeBlockBytes > 0, "the renter recycled the blocks its gets were received in");
 });
 
 test("concurrent puts use several connections, all succeed, and the pool is reused afterwards", async () => {
