@@ -4,7 +4,8 @@
  * ratioToBaseline }` (MB = 10^6 bytes of user data).
  *
  * - disk-write (the baseline): the same bytes written to a local file and fsynced.
- * - upload: `Renter.put` of a 256 MiB file (read from disk) through the whole
+ * - upload: `Renter.put` of a 256 MiB file (read from disk as `dstor put`
+ *   reads it, readFileChunks) through the whole
  *   pipeline — encrypt, erasure-code 4/6/8/10, hash, upload to ten `dstor farm`
  *   processes on 127.0.N.1 (each in its own /24) with long-tail cancellation —
  *   and the metadata commit. Deals are opened before the timed run.
@@ -17,9 +18,9 @@
  *   (--quick: 64 MiB; --segment-mib: the renter's segment size, default 8 as `--segment-size`)
  */
 import "../../src/core/v8-flags.js";
+import { readFileChunks } from "../../src/core/file-chunks.js";
 import { freeLoopbackPort } from "../../src/core/net.js";
 import { randomBytes } from "node:crypto";
-import { createReadStream } from "node:fs";
 import { mkdir, open, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { constants, PerformanceObserver } from "node:perf_hooks";
@@ -163,7 +164,7 @@ async function main(): Promise<void> {
     const pids = { farmers: farmers.map((f) => f.child.pid ?? -1), chain: chain.pid };
     let cpu = await cpuMeter(pids);
     t0 = performance.now();
-    await node.renter.put("/bench", createReadStream(source, { highWaterMark: 4 * MIB }));
+    await node.renter.put("/bench", readFileChunks(source));
     const upMs = performance.now() - t0;
     const up = mbps(FILE_BYTES, upMs);
     emit({ name: "upload", MBps: round(up, 1), ratioToBaseline: round(up / disk, 3), bytes: FILE_BYTES, farmers: FARMERS, strategy: "4/6/8/10", segmentMiB: SEGMENT_MIB, ...(await cpu()) });

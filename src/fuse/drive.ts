@@ -40,10 +40,10 @@
  * (whose own mutex serialises it). Uploads of one item run one at a time on
  * that item's chain; nothing holds a lock across another item's chain.
  */
-import { createReadStream } from "node:fs";
 import type { SegmentCache } from "../cache/segment-cache.js";
 import type { StagingArea, StagingItem } from "../cache/staging.js";
 import { raceSignal } from "../core/abort.js";
+import { readFileChunks } from "../core/file-chunks.js";
 import { DstorError, isDstorError } from "../core/errors.js";
 import { type Logger, silentLogger } from "../core/logging.js";
 import type { DirEntry, InodeRecord, InodeType } from "../metadata/types.js";
@@ -190,18 +190,6 @@ export const STATFS_REFRESH_MS = 60_000;
 const STATFS_BLOCK_BYTES = 1024 * 1024;
 const UINT32_MAX = 0xffffffff;
 
-const STAGED_READ_MIN_BYTES = 16 * 1024;
-const STAGED_READ_MAX_BYTES = 1024 * 1024;
-
-/**
- * Reads a staged file for upload in chunks of up to 1 MiB, but no larger than
- * the file: a read stream allocates a whole chunk per read whatever the
- * file's size, and 1 MiB per small file (two reads each) was half of the
- * mount's CPU in create-stat (garbage collection of external memory).
- */
-function stagedReadStream(path: string, size: number): ReturnType<typeof createReadStream> {
-  return createReadStream(path, { highWaterMark: Math.max(STAGED_READ_MIN_BYTES, Math.min(STAGED_READ_MAX_BYTES, size + 1)) });
-}
 function parentOf(path: string): string {
   const i = path.lastIndexOf("/");
   return i <= 0 ? "/" : path.slice(0, i);
@@ -259,7 +247,7 @@ export class Drive {
       const parent = parentOf(path);
       // The parent may have been renamed or removed after the write was acknowledged: recreate it rather than lose data.
       if (parent !== "/") await this.#meta.mkdir(parent, { parents: true });
-      await this.#data.put(path, createReadStream(left.dataPath, { highWaterMark: 1024 * 1024 }), { mode, mtimeMs, signal: options.signal });
+      await this.#data.put(path, readFileChunks(left.dataPath), { mode, mtimeMs, signal: options.signal });
       await this.#staging.forget(left);
       replayed++;
     }
@@ -846,7 +834,7 @@ export class Drive {
             const change = { baseInode: item.base, size, written: taken.ranges, unchangedBelow: taken.unchangedBelow, read: (offset: number, length: number) => this.#readStaged(item.staging, offset, length) };
             committed = await this.#data.rewrite(path, change, put);
           }
-          committed ??= await this.#data.put(path, stagedReadStream(item.staging.dataPath, size), put);
+          committed ??= await this.#data.put(path, readFileChunks(item.staging.dataPath), put);
           item.base = committed.inode;
         } catch (error) {
           item.staging.changes.restore(taken);

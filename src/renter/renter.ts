@@ -205,6 +205,9 @@ async function peekBytes(
   const head: Uint8Array[] = [];
   let bytes = 0;
   while (bytes <= limit) {
+    // A source may reuse a chunk's memory once the next one is asked for
+    // (readFileChunks does): keep a copy of what is held (at most `limit` bytes).
+    if (head.length > 0) head[head.length - 1] = head[head.length - 1]!.slice();
     const next = await iterator.next();
     if (next.done) return { head, bytes, done: true };
     head.push(next.value);
@@ -327,6 +330,8 @@ export class Renter {
 
   /**
    * Stores the bytes of `source` at `remotePath` (replacing a file there).
+   * Each chunk of `source` is copied before the next one is asked for, so a
+   * source may reuse its buffers (readFileChunks, src/core/file-chunks.ts).
    * Memory stays bounded by SEGMENTS_IN_FLIGHT segments and their pieces,
    * whatever the file size. Throws `NOT_ENOUGH_FARMERS` when a segment cannot
    * reach `optimal` pieces; nothing is written to metadata then.

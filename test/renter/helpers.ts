@@ -200,6 +200,21 @@ export async function collect(source: AsyncIterable<Uint8Array>): Promise<Uint8A
 }
 
 /** Yields `data` in chunks of `size` bytes (like a file stream). */
+/**
+ * `data` in chunks of `size` bytes, each written into the same buffer once
+ * the previous one is done with: the harshest transient source (see
+ * readFileChunks), for checking that consumers copy before asking for more.
+ */
+export async function* reusedChunks(data: Uint8Array, size: number): AsyncGenerator<Uint8Array> {
+  const buffer = new Uint8Array(size);
+  for (let i = 0; i < data.byteLength; i += size) {
+    const chunk = data.subarray(i, i + size);
+    buffer.set(chunk);
+    yield buffer.subarray(0, chunk.byteLength);
+    buffer.fill(0xee);
+  }
+}
+
 export function* chunked(data: Uint8Array, size = 16 * 1024): Generator<Uint8Array> {
   for (let i = 0; i < data.byteLength; i += size) yield data.subarray(i, i + size);
 }

@@ -4,7 +4,7 @@ import { describe, it } from "node:test";
 import fc from "fast-check";
 import { isDstorError } from "../../src/core/errors.js";
 import { sealedLength } from "../../src/crypto/aead.js";
-import { chunked, collect, FakeNetwork, fakeRenter } from "./helpers.js";
+import { chunked, collect, FakeNetwork, fakeRenter, reusedChunks } from "./helpers.js";
 
 const SEGMENT = 64 * 1024;
 const sha = (b: Uint8Array): string => createHash("sha256").update(b).digest("hex");
@@ -23,6 +23,18 @@ describe("renter over in-memory farmers", () => {
       assert.equal(sha(back), sha(data), `size ${size}`);
     }
     assert.equal((await metadata.readdir("/")).length, sizes.length);
+  });
+
+  it("a source that reuses one buffer for every chunk round-trips (put copies each chunk before asking for the next)", async (t) => {
+    const net = new FakeNetwork(10);
+    const { renter } = await fakeRenter(t, net, { segmentSize: SEGMENT });
+    // 1000-byte chunks: deciding on inline storage holds several of them.
+    for (const size of [1, 4096, 4097, SEGMENT + 1]) {
+      const data = new Uint8Array(randomBytes(size));
+      const result = await renter.put(`/reused-${size}`, reusedChunks(data, 1000));
+      assert.equal(result.inline, size <= 4096, `inline for ${size}`);
+      assert.equal(sha(await collect(renter.read(`/reused-${size}`))), sha(data), `size ${size}`);
+    }
   });
 
   it("stops at optimal and cancels the long tail as a normal outcome", async (t) => {

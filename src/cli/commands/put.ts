@@ -1,11 +1,11 @@
 /**
  * `dstor put LOCAL REMOTE`: encrypt a local file and store it on farmers.
  */
-import { createReadStream } from "node:fs";
 import { stat } from "node:fs/promises";
 import { basename } from "node:path";
 import type { CommandModule } from "yargs";
 import { DstorError, isDstorError } from "../../core/errors.js";
+import { readFileChunks } from "../../core/file-chunks.js";
 import { addRenterOptions, openRenterFromArgs, progressBar, type RenterArgs } from "../renter-common.js";
 
 interface PutArgs extends RenterArgs {
@@ -45,7 +45,7 @@ export const putCommand: CommandModule<object, PutArgs> = {
       if (slash > 0) await node.metadata.mkdir(remote.slice(0, slash), { parents: true });
       const progress = progressBar(`put ${basename(args.local)}`, info.size, !args.json);
       const started = performance.now();
-      const result = await node.renter.put(remote, createReadStream(args.local, { highWaterMark: 1024 * 1024 }), {
+      const result = await node.renter.put(remote, readFileChunks(args.local), {
         mode: info.mode & 0o777,
         mtimeMs: info.mtimeMs,
         onProgress: (done) => progress.update(done),
