@@ -410,6 +410,49 @@ done:
   return result;
 }
 
+/* Largest buffer alignedBytes hands out (1 GiB): far above any use, below size_t trouble. */
+#define ALIGNED_MAX_BYTES ((size_t)1 << 30)
+/* Alignment of alignedBytes buffers: the page size, which O_DIRECT I/O needs at most. */
+#define ALIGNED_BYTES_ALIGNMENT 4096
+
+static void free_aligned(napi_env env, void *data, void *hint) {
+  (void)env;
+  (void)hint;
+  free(data);
+}
+
+/* alignedBytes(size): a Uint8Array of `size` bytes (uninitialised) whose
+ * memory starts on a 4096-byte boundary, for O_DIRECT file writes. Its
+ * memory is freed when the ArrayBuffer is collected. */
+static napi_value aligned_bytes(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK_NAPI(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 1) {
+    throw_type(env, "%s needs a size", "alignedBytes(size)");
+    return NULL;
+  }
+  size_t size = 0;
+  if (!get_size(env, argv[0], "size", &size)) return NULL;
+  if (size == 0 || size > ALIGNED_MAX_BYTES) {
+    throw_range(env, "size must be between 1 and 2^30");
+    return NULL;
+  }
+  void *data = NULL;
+  if (posix_memalign(&data, ALIGNED_BYTES_ALIGNMENT, size) != 0) {
+    napi_throw_error(env, "ENOMEM", "out of memory for an aligned buffer");
+    return NULL;
+  }
+  napi_value buffer, array;
+  if (napi_create_external_arraybuffer(env, data, size, free_aligned, NULL, &buffer) != napi_ok) {
+    free(data);
+    throw_last_error(env);
+    return NULL;
+  }
+  CHECK_NAPI(napi_create_typedarray(env, napi_uint8_array, size, buffer, 0, &array));
+  return array;
+}
+
 napi_status dstor_aead_register(napi_env env, napi_value exports);
 napi_status dstor_ecrecover_register(napi_env env, napi_value exports);
 
@@ -427,6 +470,7 @@ NAPI_MODULE_INIT() {
       {"merkleLeafHashes", merkle_leaf_hashes},
       {"merkleRoot", merkle_root},
       {"merkleRoots", merkle_roots},
+      {"alignedBytes", aligned_bytes},
   };
   for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
     napi_value f;

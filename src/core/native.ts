@@ -95,6 +95,11 @@ export interface NativeBindings {
    * bytes ethers produces. Throws RangeError for a key outside [1, n−1].
    */
   secp256k1Sign(hash: Uint8Array, privateKey: Uint8Array): Uint8Array;
+  /**
+   * A buffer of `size` bytes (1 … 2^30, uninitialised) whose memory starts
+   * on a 4096-byte boundary, as O_DIRECT file I/O needs; freed when collected.
+   */
+  alignedBytes(size: number): Uint8Array;
 }
 
 const REQUIRED_FUNCTIONS: readonly (keyof NativeBindings)[] = [
@@ -107,6 +112,7 @@ const REQUIRED_FUNCTIONS: readonly (keyof NativeBindings)[] = [
   "merkleRoots",
   "ecrecover",
   "secp256k1Sign",
+  "alignedBytes",
 ];
 
 // The outcome of the one real load attempt; the addon can only be loaded

@@ -27,15 +27,18 @@ export function uninitializedBytes(length: number): Uint8Array {
 export class BufferPool {
   readonly #maxBytes: number;
   readonly #idleMs: number | undefined;
+  readonly #allocate: (size: number) => Uint8Array;
   readonly #free: Uint8Array[] = [];
   #size = 0;
   #idle: NodeJS.Timeout | undefined;
 
-  constructor(maxBytes: number, options: { idleMs?: number } = {}) {
+  /** `allocate`: how a new buffer is made (default {@link uninitializedBytes}; e.g. aligned memory for direct I/O). */
+  constructor(maxBytes: number, options: { idleMs?: number; allocate?: (size: number) => Uint8Array } = {}) {
     assertArgument(Number.isSafeInteger(maxBytes) && maxBytes >= 0, `maxBytes must be a non-negative integer, got ${maxBytes}`);
     assertArgument(options.idleMs === undefined || (Number.isFinite(options.idleMs) && options.idleMs > 0), "idleMs must be a positive number");
     this.#maxBytes = maxBytes;
     this.#idleMs = options.idleMs;
+    this.#allocate = options.allocate ?? uninitializedBytes;
   }
 
   /** A buffer of `size` bytes, uninitialised, owned by the caller until {@link BufferPool.give}. */
@@ -44,7 +47,7 @@ export class BufferPool {
       this.#free.length = 0;
       this.#size = size;
     }
-    return this.#free.pop() ?? uninitializedBytes(size);
+    return this.#free.pop() ?? this.#allocate(size);
   }
 
   /** Returns buffers {@link BufferPool.take} gave, once nothing reads or writes them any more. */

@@ -76,6 +76,7 @@ import {
 } from "./deal-sign.js";
 import { decodeEgressVoucherRequest, EGRESS_VOUCHER_PROTOCOL, encodeEgressVoucherResponse, MAX_EGRESS_MESSAGE_BYTES } from "../protocol/egress.js";
 import type { EgressVoucherBook } from "./egress.js";
+import { directIoBytes } from "./store/direct-io.js";
 import type { PieceInfo, PieceStore, PieceWriter } from "./store/types.js";
 
 /** A bidirectional byte stream as the handlers need it (a libp2p 3 stream fits). */
@@ -184,7 +185,8 @@ export class FarmerService {
    * at once without allocating): fresh batch buffers for every piece were a
    * source of page faults, which are dear on virtual machines.
    */
-  readonly #batchBuffers = new BufferPool(16 * WRITE_BATCH_BYTES);
+  /** Aligned, so that whole batches go to disk with direct I/O (fs-store.ts). */
+  readonly #batchBuffers = new BufferPool(16 * WRITE_BATCH_BYTES, { allocate: directIoBytes });
   /**
    * Tree builds run one at a time: each reads a whole piece (up to 256 MiB)
    * into memory, so concurrent audits of large pieces must not multiply that.

@@ -10,6 +10,7 @@ import fc from "fast-check";
 import { Level } from "level";
 import { isDstorError } from "../../src/core/errors.js";
 import { createLogger, type LogRecord } from "../../src/core/logging.js";
+import { directIoBytes } from "../../src/farmer/store/direct-io.js";
 import { createFsPieceStore, type FsPieceStore, type StoreFileSystem } from "../../src/farmer/store/fs-store.js";
 import { collect, metaFor, pieceBytes, pieceIdOf, putPiece, referenceMerkleRoot, renterAddress, writeAll } from "./helpers.js";
 import { code, runPieceStoreCompliance } from "./store-compliance.js";
@@ -567,5 +568,90 @@ describe("fs piece store: a real process killed with SIGKILL", () => {
       assert.equal(store.usage().used, size);
       await assert.rejects(store.reserve(R2, pieceIdOf(7), size, metaFor(data)), code("PIECE_EXISTS"));
     });
+  });
+});
+
+describe("fs piece store: direct I/O", () => {
+  const MIB = 1024 * 1024;
+
+  /** Whether `dir`'s file system takes O_DIRECT (tmpfs does not). */
+  async function takesDirectIo(dir: string): Promise<boolean> {
+    try {
+      const handle = await nodeFs.open(join(dir, "probe"), nodeFs.constants.O_WRONLY | nodeFs.constants.O_CREAT | nodeFs.constants.O_DIRECT, 0o600);
+      await handle.close();
+      return true;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === "EINVAL") return false;
+      throw error;
+    }
+  }
+
+  /** Writes `data` in batches of `batch` bytes, each copied into a buffer from directIoBytes (as the farmer's puts do). */
+  async function writeBatches(store: FsPieceStore, pieceId: string, data: Uint8Array, batch: number, first?: Uint8Array): Promise<void> {
+    const writer = await store.reserve(R1, pieceId, data.byteLength, metaFor(data));
+    let at = 0;
+    if (first !== undefined) {
+      await writer.write(first);
+      at = first.byteLength;
+    }
+    while (at < data.byteLength) {
+      const part = data.subarray(at, Math.min(data.byteLength, at + batch));
+      const buffer = directIoBytes(batch).subarray(0, part.byteLength);
+      buffer.set(part);
+      await writer.write(buffer);
+      at += part.byteLength;
+    }
+    await writer.commit();
+  }
+
+  const readBack = async (store: FsPieceStore, pieceId: string): Promise<Buffer> => Buffer.concat(await collect(store.readStream(R1, pieceId)));
+
+  test("aligned batches bypass the page cache, the rest goes through it; pieces read back identical", async () => {
+    await withStore(async (store, dir) => {
+      const direct = await takesDirectIo(dir);
+      // 2 MiB + 1000: two aligned batches, then a tail that is not a whole block.
+      const a = pieceBytes(2 * MIB + 1000, 11);
+      await writeBatches(store, pieceIdOf(101), a, MIB);
+      assert.ok((await readBack(store, pieceIdOf(101))).equals(a));
+      assert.equal(store.directBytes, direct ? 2 * MIB : 0);
+      // Batches at offsets that are not block-aligned (after a 1000-byte first write) go through the page cache.
+      const b = pieceBytes(MIB + 1000, 12);
+      await writeBatches(store, pieceIdOf(102), b, MIB, b.subarray(0, 1000));
+      assert.ok((await readBack(store, pieceIdOf(102))).equals(b));
+      assert.equal(store.directBytes, direct ? 2 * MIB : 0);
+      // Ordinary buffers (not from directIoBytes) too, even when aligned in size and offset.
+      const c = pieceBytes(MIB, 13);
+      await putPiece(store, R1, pieceIdOf(103), c, metaFor(c), 64 * 1024);
+      assert.ok((await readBack(store, pieceIdOf(103))).equals(c));
+      assert.equal(store.directBytes, direct ? 2 * MIB : 0);
+    }, 16 * MIB);
+  });
+
+  test("a file system that refuses O_DIRECT: writes go through the page cache, and it is asked only once", async () => {
+    const dir = await tempDir();
+    let directOpens = 0;
+    const fs: StoreFileSystem = {
+      ...nodeFs,
+      open: (async (...args: Parameters<typeof nodeFs.open>) => {
+        if (typeof args[1] === "number" && (args[1] & nodeFs.constants.O_DIRECT) !== 0) {
+          directOpens++;
+          throw Object.assign(new Error("EINVAL: invalid argument, open"), { code: "EINVAL", errno: -22 });
+        }
+        return nodeFs.open(...args);
+      }) as typeof nodeFs.open,
+    };
+    const store = createFsPieceStore({ dir, quotaBytes: 16 * MIB, fs });
+    try {
+      await store.start();
+      for (const n of [1, 2]) {
+        const data = pieceBytes(2 * MIB, 20 + n);
+        await writeBatches(store, pieceIdOf(110 + n), data, MIB);
+        assert.ok((await readBack(store, pieceIdOf(110 + n))).equals(data));
+      }
+      assert.equal(store.directBytes, 0);
+      assert.equal(directOpens, 1, "O_DIRECT was tried for the first batch only");
+    } finally {
+      await store.stop();
+    }
   });
 });

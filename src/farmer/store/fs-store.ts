@@ -71,6 +71,7 @@ import { type AbortOptions, abortReason, throwIfAborted } from "../../core/abort
 import { assertArgument, DstorError } from "../../core/errors.js";
 import { type Logger, silentLogger } from "../../core/logging.js";
 import { MIB } from "../../core/units.js";
+import { directWritable } from "./direct-io.js";
 import { IncrementalMerkleRoot, MERKLE_HASH_SIZE_BYTES } from "./root.js";
 import {
   assertPieceId,
@@ -110,6 +111,8 @@ export interface FsPieceStore extends PieceStore {
   readonly dir: string;
   /** Where the piece file of (renter, pieceId) lives (validated first). */
   piecePath(renter: string, pieceId: string): string;
+  /** Piece bytes written with direct I/O since the store was created (see direct-io.ts; tests and status). */
+  readonly directBytes: number;
 }
 
 /** Default chunk size of {@link PieceStore.readStream}. */
@@ -212,7 +215,15 @@ export function createFsPieceStore(init: FsPieceStoreInit): FsPieceStore {
 }
 
 /** What a writer needs from its store; closures keep the store's fields private. */
+/** Whether the store's file system takes direct I/O (shared by its writers; false after the first refusal). */
+interface DirectIo {
+  usable: boolean;
+  /** Bytes written directly, since the store started (tests and status). */
+  bytes: number;
+}
+
 interface WriterHooks {
+  direct: DirectIo;
   /** Steps 4–6 of the write order; releases the reservation into `used`. */
   finalize(writer: FsPieceWriter, record: IndexRecord, tmpPath: string): Promise<void>;
   /** Releases the reservation of an upload that ends without a piece. */
@@ -232,6 +243,8 @@ class FsPieceWriter implements PieceWriter {
   readonly #tmpPath: string;
   readonly #hasher = new IncrementalMerkleRoot();
   #file: nodeFs.FileHandle | undefined;
+  /** The temp file opened a second time with O_DIRECT, for aligned batches (see direct-io.ts); null: not usable. */
+  #direct: nodeFs.FileHandle | null | undefined;
   #bytes = 0;
   #state: WriterState = "open";
   /** Why the upload was aborted, for later calls (undefined: aborted by the caller). */
@@ -270,14 +283,22 @@ class FsPieceWriter implements PieceWriter {
     }
     // Hash now, in call order; the file write is queued behind earlier ones.
     this.#hasher.update(chunk);
+    const position = this.#bytes;
     this.#bytes += chunk.byteLength;
     const run = this.#queue.then(async () => {
       if (this.#state === "aborted") throw this.#closedError();
-      const file = this.#file!;
       let offset = 0;
       try {
+        // Aligned batches bypass the page cache; the rest (a piece's tail,
+        // the rest of a short write) goes through it.
+        const direct = directWritable(chunk, position) ? await this.#directHandle() : null;
+        if (direct !== null) {
+          offset = (await direct.write(chunk, 0, chunk.byteLength, position)).bytesWritten;
+          this.#hooks.direct.bytes += offset;
+        }
+        const file = this.#file!;
         while (offset < chunk.byteLength) {
-          const { bytesWritten } = await file.write(chunk, offset, chunk.byteLength - offset, null);
+          const { bytesWritten } = await file.write(chunk, offset, chunk.byteLength - offset, position + offset);
           offset += bytesWritten;
         }
       } catch (error) {
@@ -292,6 +313,34 @@ class FsPieceWriter implements PieceWriter {
     });
     this.#queue = run.catch(() => {});
     return run;
+  }
+
+  /** The O_DIRECT handle of the temp file, opened on first use; null where the file system refuses direct I/O. */
+  async #directHandle(): Promise<nodeFs.FileHandle | null> {
+    if (this.#direct !== undefined) return this.#direct;
+    if (!this.#hooks.direct.usable) {
+      this.#direct = null;
+      return null;
+    }
+    try {
+      this.#direct = await this.#hooks.fs.open(this.#tmpPath, nodeFs.constants.O_WRONLY | nodeFs.constants.O_DIRECT);
+    } catch (error) {
+      // tmpfs and some other file systems refuse O_DIRECT (EINVAL): write
+      // through the page cache there from now on. Other failures: this piece only.
+      if (errnoCode(error) === "EINVAL") {
+        this.#hooks.direct.usable = false;
+        this.#hooks.logger.info("the piece directory does not take direct I/O; writing through the page cache", { error: String(error) });
+      }
+      this.#direct = null;
+    }
+    return this.#direct;
+  }
+
+  /** Closes the O_DIRECT handle, if one is open. */
+  async #closeDirect(): Promise<void> {
+    const direct = this.#direct;
+    this.#direct = null;
+    await direct?.close();
   }
 
   commit(): Promise<PieceInfo> {
@@ -318,9 +367,11 @@ class FsPieceWriter implements PieceWriter {
         const file = this.#file!;
         this.#file = undefined;
         try {
+          // fsync is per file, not per handle: it also covers the direct writes.
           await file.sync();
         } finally {
           await file.close();
+          await this.#closeDirect();
         }
       } catch (error) {
         throw await this.#failCommit(ioError(error, "flushing a piece to disk", { pieceId: this.pieceId }));
@@ -380,6 +431,7 @@ class FsPieceWriter implements PieceWriter {
     if (file !== undefined) {
       await file.close().catch((error: unknown) => this.#hooks.logger.warn("closing a temp file failed", { error }));
     }
+    await this.#closeDirect().catch((error: unknown) => this.#hooks.logger.warn("closing a temp file failed", { error }));
     await this.#hooks.fs.rm(this.#tmpPath, { force: true }).catch((error: unknown) => {
       // Reconciliation deletes it at the next start.
       this.#hooks.logger.warn("deleting a temp file failed", { path: this.#tmpPath, error });
@@ -400,6 +452,11 @@ class FsPieceStoreImpl implements FsPieceStore {
   #state: StoreState = "new";
   #used = 0;
   #reserved = 0;
+  readonly #direct: DirectIo = { usable: true, bytes: 0 };
+
+  get directBytes(): number {
+    return this.#direct.bytes;
+  }
   /** Keys with an upload in progress. */
   readonly #writing = new Set<string>();
   readonly #writers = new Set<FsPieceWriter>();
@@ -711,6 +768,7 @@ class FsPieceStoreImpl implements FsPieceStore {
       }
       let released = false;
       const writer: FsPieceWriter = new FsPieceWriter(renter, pieceId, size, meta, file, tmpPath, {
+        direct: this.#direct,
         fs: this.#fs,
         logger: this.#logger,
         release: () => {
