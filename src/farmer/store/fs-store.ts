@@ -19,7 +19,8 @@
  * never deletes another's temp files.
  *
  * ## Write order (commit)
- * 1. bytes → temp file (quota already reserved, root hashed incrementally);
+ * 1. bytes → temp file (quota already reserved, root hashed incrementally;
+ *    whole aligned batches with direct I/O, see direct-io.ts);
  * 2. size and Merkle root checked — a mismatch deletes the temp file;
  * 3. temp file fsync, close;
  * 4. rename into `pieces/…` (atomic replace-free: the key is locked and known absent);
