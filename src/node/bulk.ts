@@ -187,12 +187,13 @@ interface CopyBlock {
 }
 
 /**
- * Copies bytes out of a reused read buffer into shared blocks: one allocation
- * per block, not per TLS record (exported for its tests). Positions count the bytes copied on the
- * connection. While a pool is set (the exchange's reader declared its reads
- * transient, see {@link BulkExchange.transientReads}), blocks nobody has seen
- * a byte of come from or are adopted into the pool, and go back once the
- * reader has moved past them.
+ * Copies bytes out of a reused read buffer into shared blocks: one block per
+ * 64 KiB, not a Buffer per TLS record (exported for its tests). Blocks are
+ * taken from the connection's pool, if it has one. Positions count the bytes
+ * copied on the connection. While the exchange's reader declares its reads
+ * transient ({@link BulkExchange.transientReads}), blocks nobody has seen a
+ * byte of go back to the pool once the reader has moved past them; any
+ * other block is left to the garbage collector.
  */
 export class CopyBlocks {
   #current: CopyBlock | undefined;

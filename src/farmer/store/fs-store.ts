@@ -371,8 +371,11 @@ class FsPieceWriter implements PieceWriter {
           // fsync is per file, not per handle: it also covers the direct writes.
           await file.sync();
         } finally {
-          await file.close();
-          await this.#closeDirect();
+          try {
+            await file.close();
+          } finally {
+            await this.#closeDirect();
+          }
         }
       } catch (error) {
         throw await this.#failCommit(ioError(error, "flushing a piece to disk", { pieceId: this.pieceId }));
