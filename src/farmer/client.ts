@@ -26,7 +26,7 @@ import { type Multiaddr, multiaddr } from "@multiformats/multiaddr";
 import type { AbortOptions } from "../core/abort.js";
 import { DstorError, type DstorErrorCode } from "../core/errors.js";
 import { verifyMerkleMultiproof, verifyMerkleProof } from "../crypto/merkle.js";
-import type { FarmerStream } from "./service.js";
+import { type FarmerStream, withTransientReads } from "./service.js";
 import { type ByteSource, FrameReader, readAllData, writeData, writeFrame } from "../protocol/codec.js";
 import { DATA_FRAME_BYTES, MAX_PIECE_BYTES } from "../protocol/limits.js";
 import {
@@ -236,14 +236,9 @@ export class FarmerClient {
         throw new DstorError("MESSAGE_MALFORMED", "the farmer answered a different range than requested");
       }
       // readAllData copies every part before it asks for the next one.
-      const transient = stream as Partial<Pick<FarmerStream, "transientReads">>;
-      transient.transientReads?.(true);
-      let data: Uint8Array;
-      try {
-        data = await readAllData(reader, rangeByteLength(header.size, header.startLeaf, header.endLeaf), { signal, into: request.into });
-      } finally {
-        transient.transientReads?.(false);
-      }
+      const data = await withTransientReads(stream as Partial<FarmerStream>, () =>
+        readAllData(reader, rangeByteLength(header.size, header.startLeaf, header.endLeaf), { signal, into: request.into }),
+      );
       await reader.readEnd({ signal });
       const proof = header.proof.map((h) => hexBytes(h, "proof hash"));
       if (!verifyMerkleMultiproof(root, header.leafCount, header.startLeaf, data, proof)) {

@@ -94,6 +94,20 @@ export interface FarmerStream extends ByteSource, ByteSink {
   abort(error: Error): void;
 }
 
+/**
+ * Runs `read` with `stream`'s reads transient (see
+ * {@link FarmerStream.transientReads}; a stream without it reads as always):
+ * `read` must copy every byte it keeps before it asks for more.
+ */
+export async function withTransientReads<T>(stream: Partial<Pick<FarmerStream, "transientReads">>, read: () => Promise<T>): Promise<T> {
+  stream.transientReads?.(true);
+  try {
+    return await read();
+  } finally {
+    stream.transientReads?.(false);
+  }
+}
+
 /** One protocol handler: serves one stream from the peer named `peer`. */
 export type FarmerHandler = (stream: FarmerStream, peer: string) => Promise<void>;
 
@@ -183,9 +197,9 @@ export class FarmerService {
   /**
    * Batch buffers of {@link writeBatched}, kept for the next put (eight puts
    * at once without allocating): fresh batch buffers for every piece were a
-   * source of page faults, which are dear on virtual machines.
+   * source of page faults, which are dear on virtual machines. Aligned, so
+   * that whole batches go to disk with direct I/O (store/direct-io.ts).
    */
-  /** Aligned, so that whole batches go to disk with direct I/O (fs-store.ts). */
   readonly #batchBuffers = new BufferPool(16 * WRITE_BATCH_BYTES, { allocate: directIoBytes });
   /**
    * Tree builds run one at a time: each reads a whole piece (up to 256 MiB)
@@ -361,12 +375,7 @@ export class FarmerService {
         { signal },
       );
       // writeBatched copies every part before it asks for the next one.
-      stream.transientReads?.(true);
-      try {
-        await writeBatched(writer, readData(reader, req.size, { signal, frameTimeoutMs: FRAME_IDLE_TIMEOUT_MS }), this.#batchBuffers);
-      } finally {
-        stream.transientReads?.(false);
-      }
+      await withTransientReads(stream, () => writeBatched(writer!, readData(reader, req.size, { signal, frameTimeoutMs: FRAME_IDLE_TIMEOUT_MS }), this.#batchBuffers));
       await writer.commit();
       writer = undefined;
       this.#log.debug("piece stored", { renter, pieceId: req.pieceId, size: req.size });

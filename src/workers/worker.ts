@@ -8,7 +8,7 @@
  * survive a chain endpoint that is briefly down. `stop()` aborts the signal
  * the running tick holds and waits for it to return; it is idempotent.
  */
-import { revertName, TX_MINED_TIMEOUT_MS } from "../chain/signer.js";
+import { mined, revertName } from "../chain/signer.js";
 import { sleep } from "../core/abort.js";
 import { DstorError } from "../core/errors.js";
 import type { Logger } from "../core/logging.js";
@@ -208,7 +208,7 @@ export async function trySend(log: Logger, what: string, tx: () => Promise<SentT
     sent = await tx();
     if (finality === undefined || finality.confirmations === 0 || sent.hash === undefined) {
       // Bounded: a transaction that is never mined is given up (and sent again next round).
-      await sent.wait(1, TX_MINED_TIMEOUT_MS);
+      await mined(sent, what);
       return true;
     }
   } catch (error) {

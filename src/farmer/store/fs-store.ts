@@ -219,7 +219,7 @@ export function createFsPieceStore(init: FsPieceStoreInit): FsPieceStore {
 /** Whether the store's file system takes direct I/O (shared by its writers; false after the first refusal). */
 interface DirectIo {
   usable: boolean;
-  /** Bytes written directly, since the store started (tests and status). */
+  /** Bytes written directly since the store was created (tests and status). */
   bytes: number;
 }
 
