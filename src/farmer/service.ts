@@ -35,7 +35,7 @@ import { DstorError } from "../core/errors.js";
 import { type Logger, silentLogger } from "../core/logging.js";
 import { BufferPool } from "../crypto/bytes.js";
 import { buildMerkleTree, type MerkleTree, merkleMultiproof, merkleProof, multiproofLength } from "../crypto/merkle.js";
-import { type ByteSink, type ByteSource, FrameReader, readData, writeFrame } from "../protocol/codec.js";
+import { type BorrowingByteSink, type ByteSink, type ByteSource, FrameReader, readData, writeBorrowedFrame, writeFrame } from "../protocol/codec.js";
 import { DATA_FRAME_BYTES, FRAME_IDLE_TIMEOUT_MS, HEADER_TIMEOUT_MS, MAX_CONCURRENT_STREAMS_PER_PEER } from "../protocol/limits.js";
 import {
   decodeAuditRequest,
@@ -88,6 +88,14 @@ export interface FarmerStream extends ByteSource, ByteSink {
    * batches does). Direct connections implement it (src/node/bulk.ts).
    */
   transientReads?(on: boolean): void;
+  /**
+   * Optional. Sends `data` like `send` but does not keep it past `release`,
+   * which the transport calls once it no longer reads `data` (sent, or the
+   * stream failed), so the caller may reuse the memory. If it throws,
+   * `release` is not called and the caller still owns `data`. Direct
+   * connections implement it; without it every chunk sent is fresh memory.
+   */
+  sendBorrowed?(data: Uint8Array, release: () => void): boolean;
   /** Closes our writing side once queued bytes are handed to the transport. */
   close(options?: AbortOptions): Promise<void>;
   /** Resets the stream at once. */
@@ -108,6 +116,10 @@ export async function withTransientReads<T>(stream: Partial<Pick<FarmerStream, "
   }
 }
 
+function lendsMemory(stream: FarmerStream): stream is FarmerStream & BorrowingByteSink {
+  return typeof stream.sendBorrowed === "function";
+}
+
 /** One protocol handler: serves one stream from the peer named `peer`. */
 export type FarmerHandler = (stream: FarmerStream, peer: string) => Promise<void>;
 
@@ -126,6 +138,8 @@ export const EXPIRY_SWEEP_INTERVAL_MS = 60_000;
  * alternating bench:network pairs).
  */
 const WRITE_BATCH_BYTES = 1024 * 1024;
+/** A farmer that served no get for this long drops its pooled read buffers, in ms. */
+const READ_BUFFERS_IDLE_MS = 30_000;
 /** Longest a refused put keeps reading (and discarding) the renter's data before resetting, in ms. */
 const REFUSED_DRAIN_MS = 5_000;
 
@@ -202,6 +216,12 @@ export class FarmerService {
    */
   readonly #batchBuffers = new BufferPool(16 * WRITE_BATCH_BYTES, { allocate: directIoBytes });
   /**
+   * Chunks of pieces being sent by gets (see #sendPieceData): a fresh
+   * 256 KiB buffer per chunk cost page faults and drove the farmer into
+   * full GCs (external memory), as received blocks did for puts.
+   */
+  readonly #readBuffers = new BufferPool(32 * DATA_FRAME_BYTES, { idleMs: READ_BUFFERS_IDLE_MS });
+  /**
    * Tree builds run one at a time: each reads a whole piece (up to 256 MiB)
    * into memory, so concurrent audits of large pieces must not multiply that.
    */
@@ -268,6 +288,11 @@ export class FarmerService {
     const vouchers = this.#init.egressVouchers;
     if (vouchers !== undefined) handlers[EGRESS_VOUCHER_PROTOCOL] = this.#wrap(EGRESS_VOUCHER_PROTOCOL, (s, sig) => this.#egress(s, sig, vouchers));
     return handlers;
+  }
+
+  /** Bytes of get read buffers waiting in the pool for reuse (tests and status). */
+  get freeReadBufferBytes(): number {
+    return this.#readBuffers.freeBytes;
   }
 
   /**
@@ -431,22 +456,38 @@ export class FarmerService {
         { signal },
       );
       const length = range.end - range.start;
-      if (length > 0) {
-        for await (const chunk of this.#init.store.readStream(renter, req.pieceId, {
-          offset: range.start,
-          length,
-          chunkSize: DATA_FRAME_BYTES,
-          signal,
-        })) {
-          await writeFrame(stream, chunk, { signal, timeoutMs: FRAME_IDLE_TIMEOUT_MS });
-        }
-      }
+      if (length > 0) await this.#sendPieceData(stream, renter, req.pieceId, range.start, length, signal);
       await stream.close({ signal });
     } catch (error) {
       if (isStreamFailure(error)) throw error;
       await this.#refuse(stream, encodeGetResponse, error, signal);
     } finally {
       reader.close();
+    }
+  }
+
+  /**
+   * Streams bytes [offset, offset + length) of a piece as data frames. On a
+   * stream that can send borrowed memory, each chunk is read into a buffer
+   * of {@link #readBuffers} that comes back once the socket has sent it.
+   */
+  async #sendPieceData(stream: FarmerStream, renter: string, pieceId: string, offset: number, length: number, signal: AbortSignal): Promise<void> {
+    const frame = { signal, timeoutMs: FRAME_IDLE_TIMEOUT_MS };
+    const chunks = { offset, length, chunkSize: DATA_FRAME_BYTES, signal };
+    if (!lendsMemory(stream)) {
+      for await (const chunk of this.#init.store.readStream(renter, pieceId, chunks)) await writeFrame(stream, chunk, frame);
+      return;
+    }
+    const pool = this.#readBuffers;
+    let taken: Uint8Array | undefined;
+    const buffer = (): Uint8Array => {
+      taken = pool.take(DATA_FRAME_BYTES);
+      return taken;
+    };
+    for await (const chunk of this.#init.store.readStream(renter, pieceId, { ...chunks, buffer })) {
+      const whole = taken!;
+      taken = undefined;
+      await writeBorrowedFrame(stream, chunk, () => pool.give([whole]), frame);
     }
   }
 

@@ -619,18 +619,35 @@ class BulkExchange implements FarmerStream {
   }
 
   send(data: Uint8Array): boolean {
+    return this.#send(data, undefined);
+  }
+
+  /**
+   * See {@link FarmerStream.sendBorrowed}: `release` runs once the socket
+   * is done with `data` — its write callback, which Node also calls (with
+   * an error) when the connection is destroyed first. Writable calls them
+   * in order, so the callback of the last part covers the whole.
+   */
+  sendBorrowed(data: Uint8Array, release: () => void): boolean {
+    return this.#send(data, release);
+  }
+
+  #send(data: Uint8Array, release: (() => void) | undefined): boolean {
     if (this.#failure !== undefined) throw this.#failure;
     if (this.localEnded) throw new DstorError("INTERNAL", "send after close on a direct exchange");
     const socket = this.#conn.socket;
+    if (data.byteLength === 0) release?.();
     let at = 0;
     while (at < data.byteLength) {
       const length = Math.min(MAX_DATA_BYTES, data.byteLength - at);
       const head = Buffer.allocUnsafe(5);
       head[0] = DATA;
       head.writeUInt32BE(length, 1);
+      const last = at + length >= data.byteLength;
       socket.cork();
       socket.write(head);
-      socket.write(data.subarray(at, at + length));
+      if (last && release !== undefined) socket.write(data.subarray(at, at + length), () => release());
+      else socket.write(data.subarray(at, at + length));
       socket.uncork();
       at += length;
     }

@@ -371,7 +371,41 @@ async function sendRespectingBackpressure(sink: ByteSink, bytes: Uint8Array, sig
  * is sent; a sink that throws or whose drain rejects gives `ABORTED`, a
  * deadline `TIMEOUT`.
  */
-export async function writeFrame(sink: ByteSink, payload: Uint8Array, options: WriteFrameOptions = {}): Promise<void> {
+export function writeFrame(sink: ByteSink, payload: Uint8Array, options: WriteFrameOptions = {}): Promise<void> {
+  return writeFrameVia(payload, options, (bytes, signal) => sendRespectingBackpressure(sink, bytes, signal));
+}
+
+/** A sink that can send memory it does not keep (see `FarmerStream.sendBorrowed`). */
+export interface BorrowingByteSink extends ByteSink {
+  /** Sends `data`, calling `release` once it no longer reads it; if it throws, `release` is not called. */
+  sendBorrowed(data: Uint8Array, release: () => void): boolean;
+}
+
+/**
+ * {@link writeFrame} of a payload whose memory the caller wants back:
+ * `release` is called exactly once, when nothing reads `payload` any more —
+ * by the sink once it sent it, or here if it was never handed over.
+ */
+export async function writeBorrowedFrame(sink: BorrowingByteSink, payload: Uint8Array, release: () => void, options: WriteFrameOptions = {}): Promise<void> {
+  let owned = true;
+  try {
+    await writeFrameVia(payload, options, async (bytes, signal) => {
+      if (bytes !== payload) return sendRespectingBackpressure(sink, bytes, signal);
+      throwIfAborted(signal);
+      const ready = sink.sendBorrowed(payload, release);
+      owned = false;
+      if (!ready) await raceSignal(sink.onDrain(signal === undefined ? {} : { signal }), signal);
+    });
+  } finally {
+    if (owned) release();
+  }
+}
+
+async function writeFrameVia(
+  payload: Uint8Array,
+  options: WriteFrameOptions,
+  send: (bytes: Uint8Array, signal: AbortSignal | undefined) => Promise<void>,
+): Promise<void> {
   const maxBytes = options.maxBytes ?? MAX_FRAME_BYTES;
   if (payload.byteLength > maxBytes) {
     throw new DstorError("MESSAGE_TOO_LARGE", `refusing to send a ${payload.byteLength}-byte frame; the limit is ${maxBytes} bytes`, {
@@ -381,10 +415,10 @@ export async function writeFrame(sink: ByteSink, payload: Uint8Array, options: W
   const op = operationSignal(options, "writing a frame");
   try {
     if (payload.byteLength <= COALESCE_LIMIT_BYTES) {
-      await sendRespectingBackpressure(sink, encodeFrame(payload), op.signal);
+      await send(encodeFrame(payload), op.signal);
     } else {
-      await sendRespectingBackpressure(sink, encodeFramePrefix(payload.byteLength), op.signal);
-      await sendRespectingBackpressure(sink, payload, op.signal);
+      await send(encodeFramePrefix(payload.byteLength), op.signal);
+      await send(payload, op.signal);
     }
   } catch (error) {
     if (op.signal?.aborted) throw abortReason(op.signal);

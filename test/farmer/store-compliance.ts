@@ -104,6 +104,31 @@ export function runPieceStoreCompliance(name: string, harness: PieceStoreHarness
       });
     });
 
+    test("readStream into the caller's buffers: each chunk is a view of the buffer given for it; a short buffer is refused", async () => {
+      await withStore(1024 * 1024, async (store) => {
+        const data = pieceBytes(10_000, 7);
+        await putPiece(store, R1, pieceIdOf(1), data, metaFor(data), 3000);
+        const given: Uint8Array[] = [];
+        const got: number[] = [];
+        const buffer = (): Uint8Array => {
+          const b = new Uint8Array(4096).fill(0xee);
+          given.push(b);
+          return b;
+        };
+        for await (const chunk of store.readStream(R1, pieceIdOf(1), { offset: 5, length: 9000, chunkSize: 4000, buffer })) {
+          const mine = given[given.length - 1]!;
+          assert.equal(chunk.buffer, mine.buffer, "the chunk lives in the buffer given for it");
+          assert.equal(chunk.byteOffset, mine.byteOffset);
+          got.push(...chunk);
+          // The caller owns it: scribbling must not disturb later chunks.
+          mine.fill(0);
+        }
+        assert.equal(given.length, 3);
+        assert.deepEqual(new Uint8Array(got), data.subarray(5, 9005));
+        await assert.rejects(collect(store.readStream(R1, pieceIdOf(1), { chunkSize: 4000, buffer: () => new Uint8Array(3999) })), code("INVALID_ARGUMENT"));
+      });
+    });
+
     test("quota is reserved before the first byte and moves to used on commit", async () => {
       await withStore(5000, async (store) => {
         const data = pieceBytes(3000);

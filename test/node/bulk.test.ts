@@ -20,7 +20,7 @@ import { createDstorLibp2p, type DstorLibp2p } from "../../src/node/libp2p.js";
 import { encodeFrame, FrameReader, writeFrame } from "../../src/protocol/codec.js";
 import { decodeInfoResponse, encodeInfoRequest } from "../../src/protocol/messages.js";
 import { createOrder, OrderAction, signOrder } from "../../src/protocol/orders.js";
-import { DSTOR_PROTOCOLS, NODE_INFO_PROTOCOL, PIECE_PUT_PROTOCOL } from "../../src/protocol/protocols.js";
+import { DSTOR_PROTOCOLS, NODE_INFO_PROTOCOL, PIECE_GET_PROTOCOL, PIECE_PUT_PROTOCOL } from "../../src/protocol/protocols.js";
 import { MemorySerialStore } from "../../src/protocol/serials.js";
 
 const CHAIN = 1n;
@@ -49,7 +49,8 @@ function counted(handlers: Record<string, FarmerHandler>, into: Map<string, numb
   );
 }
 
-async function startFarmer(direct: boolean): Promise<Farmer> {
+/** `directHandlers` replace the service's handlers of those protocols on the direct listener. */
+async function startFarmer(direct: boolean, directHandlers: Record<string, FarmerHandler> = {}): Promise<Farmer> {
   const store = createMemoryPieceStore({ quotaBytes: 64 << 20 });
   await store.start();
   const wallet = Wallet.createRandom();
@@ -72,7 +73,7 @@ async function startFarmer(direct: boolean): Promise<Farmer> {
   }
   let bulk: BulkServer | undefined;
   if (direct) {
-    bulk = new BulkServer({ host: bulkListenHost(["/ip4/127.0.0.1/tcp/0"])!, port: 0, handlers: counted(service.handlers(), served.direct) });
+    bulk = new BulkServer({ host: bulkListenHost(["/ip4/127.0.0.1/tcp/0"])!, port: 0, handlers: counted({ ...service.handlers(), ...directHandlers }, served.direct) });
     await bulk.start();
     const issue = bulk.ticketHandler();
     await node.handle(BULK_TICKET_PROTOCOL, (stream, conn) => issue(stream as unknown as FarmerStream, conn.remotePeer.toString()));
@@ -249,6 +250,103 @@ test("an upload cancelled midway leaves nothing on the farmer, and the next one 
   const small = new Uint8Array(randomBytes(10_000));
   const next = await putPiece(renter, farmer, small);
   assert.deepEqual(Buffer.from(await getPiece(renter, farmer, next.pieceId, next.root, small.byteLength)), Buffer.from(small));
+});
+
+test("borrowed sends: a buffer comes back only once the socket is done with it, also under backpressure", { timeout: 30_000 }, async () => {
+  const CHUNK = 256 * 1024;
+  const CHUNKS = 64; // 16 MiB: far more than the socket buffers, so writes queue up
+  let maxLent = 0;
+  const handler: FarmerHandler = async (stream) => {
+    assert.ok(stream.sendBorrowed !== undefined, "direct exchanges lend");
+    const free = Array.from({ length: 4 }, () => new Uint8Array(CHUNK));
+    let lent = 0;
+    let wake: (() => void) | undefined;
+    for (let i = 0; i < CHUNKS; i++) {
+      while (free.length === 0) await new Promise<void>((resolve) => (wake = resolve));
+      const buffer = free.pop()!;
+      buffer.fill(i);
+      lent++;
+      maxLent = Math.max(maxLent, lent);
+      const ready = stream.sendBorrowed(buffer, () => {
+        // Anything still queued would now go out as 0xee.
+        buffer.fill(0xee);
+        lent--;
+        free.push(buffer);
+        wake?.();
+      });
+      if (!ready) await stream.onDrain();
+    }
+    await stream.close();
+  };
+  const f = await startFarmer(true, { [PIECE_GET_PROTOCOL]: handler });
+  const r = await startRenter();
+  try {
+    const stream = await r.dialer.dialProtocol(multiaddr(f.addr), PIECE_GET_PROTOCOL);
+    await stream.close();
+    // Let the farmer's writes pile up before reading anything.
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      const got: Buffer[] = [];
+      for await (const chunk of stream as unknown as AsyncIterable<{ subarray(): Uint8Array }>) got.push(Buffer.from(chunk.subarray()));
+      const all = Buffer.concat(got);
+      assert.equal(all.byteLength, CHUNK * CHUNKS);
+      for (let i = 0; i < CHUNKS; i++) {
+        const part = all.subarray(i * CHUNK, (i + 1) * CHUNK);
+        assert.ok(part.every((b) => b === i), `chunk ${i} arrived as sent (first byte ${part[0]})`);
+      }
+      assert.ok(maxLent >= 2, `several buffers were out at once (${maxLent}): the releases were not immediate`);
+  } finally {
+    await r.stop();
+    await f.stop();
+  }
+});
+
+test("borrowed sends on a connection that dies are each released once", { timeout: 20_000 }, async () => {
+  const lent = new Set<Uint8Array>();
+  let sent = 0;
+  let twice = 0;
+  let aborted = false;
+  let resolve = (): void => {};
+  const allReleased = new Promise<void>((r) => (resolve = r));
+  const handler: FarmerHandler = async (stream) => {
+    for (let i = 0; i < 64; i++) {
+      const buffer = new Uint8Array(256 * 1024);
+      lent.add(buffer);
+      stream.sendBorrowed!(buffer, () => {
+        if (!lent.delete(buffer)) twice++;
+        if (aborted && lent.size === 0) resolve();
+      });
+      sent++;
+    }
+    aborted = true;
+    stream.abort(new Error("test: the connection dies"));
+    if (lent.size === 0) resolve();
+  };
+  const f = await startFarmer(true, { [PIECE_GET_PROTOCOL]: handler });
+  const r = await startRenter();
+  try {
+    const stream = await r.dialer.dialProtocol(multiaddr(f.addr), PIECE_GET_PROTOCOL);
+    await stream.close();
+    await allReleased;
+    assert.equal(sent, 64);
+    assert.equal(twice, 0, "no buffer was released twice");
+  } finally {
+    await r.stop();
+    await f.stop();
+  }
+});
+
+test("gets serve pieces from pooled read buffers, and concurrent gets still come back identical", async () => {
+  const pieces = await Promise.all(
+    Array.from({ length: 6 }, async (_, i) => {
+      const data = new Uint8Array(randomBytes(1024 * 1024 + i * 4099));
+      return { data, ...(await putPiece(renter, farmer, data)) };
+    }),
+  );
+  for (let round = 0; round < 2; round++) {
+    const back = await Promise.all(pieces.map((p) => getPiece(renter, farmer, p.pieceId, p.root, p.data.byteLength)));
+    for (const [i, p] of pieces.entries()) assert.ok(Buffer.from(back[i]!).equals(p.data), `piece ${i}, round ${round}`);
+  }
+  assert.ok(farmer.service.freeReadBufferBytes > 0, "the farmer's read buffers came back to its pool");
 });
 
 test("a farmer without direct transfers is reached through libp2p", async () => {

@@ -83,6 +83,7 @@ import {
   type PieceStore,
   type PieceWriter,
   type ReadStreamOptions,
+  readStreamChunk,
   type RemovedPiece,
   type ReserveOptions,
   type StoreUsage,
@@ -956,7 +957,7 @@ class FsPieceStoreImpl implements FsPieceStore {
       while (position < end) {
         throwIfAborted(options.signal);
         if (!this.#streams.has(handle)) throw new DstorError("STORE_CLOSED", "the piece store was stopped during a read");
-        const buffer = new Uint8Array(Math.min(chunkSize, end - position));
+        const buffer = readStreamChunk(options, Math.min(chunkSize, end - position));
         let filled = 0;
         while (filled < buffer.byteLength) {
           const { bytesRead } = await handle.read(buffer, filled, buffer.byteLength - filled, position + filled).catch((error: unknown) => {

@@ -22,6 +22,7 @@ import {
   type PieceStore,
   type PieceWriter,
   type ReadStreamOptions,
+  readStreamChunk,
   type RemovedPiece,
   type ReserveOptions,
   type StoreUsage,
@@ -184,7 +185,10 @@ export function createMemoryPieceStore(init: MemoryPieceStoreInit): PieceStore {
       const chunkSize = options.chunkSize ?? MIB;
       for (let position = offset; position < offset + length; position += chunkSize) {
         throwIfAborted(options.signal);
-        yield piece.data.slice(position, Math.min(offset + length, position + chunkSize));
+        const part = piece.data.subarray(position, Math.min(offset + length, position + chunkSize));
+        const chunk = readStreamChunk(options, part.byteLength);
+        chunk.set(part);
+        yield chunk;
       }
     },
     async stat(renter: string, pieceId: string, options: AbortOptions = {}) {

@@ -106,6 +106,12 @@ export interface ReadStreamOptions extends AbortOptions {
   length?: number;
   /** Largest chunk yielded, in bytes. Default 1 MiB. */
   chunkSize?: number;
+  /**
+   * Where each chunk is read: called once per chunk, it returns at least
+   * `chunkSize` bytes that the caller owns, and the chunk yielded is a view
+   * of their start. Default: a new buffer per chunk.
+   */
+  buffer?: () => Uint8Array;
 }
 
 /** The farmer's piece store. */
@@ -172,4 +178,17 @@ export function assertRenter(renter: unknown): asserts renter is string {
     const shown = typeof renter === "string" ? JSON.stringify(renter.slice(0, 80)) : typeof renter;
     throw new DstorError("INVALID_ARGUMENT", `renter ${shown} is not an address (0x + 40 lowercase hex characters)`);
   }
+}
+
+/**
+ * The memory chunk `length` of a {@link PieceStore.readStream} lands in: a
+ * view of the caller's `buffer` when it gave one, else a new buffer.
+ */
+export function readStreamChunk(options: ReadStreamOptions, length: number): Uint8Array {
+  if (options.buffer === undefined) return new Uint8Array(length);
+  const buffer = options.buffer();
+  if (!(buffer instanceof Uint8Array) || buffer.byteLength < length) {
+    throw new DstorError("INVALID_ARGUMENT", `readStream's buffer() must give at least ${length} bytes`);
+  }
+  return buffer.subarray(0, length);
 }
