@@ -172,7 +172,7 @@ async function main(): Promise<void> {
     const target = join(root, "download.bin");
     cpu = await cpuMeter(pids);
     t0 = performance.now();
-    const { bytes: got } = await writeAndSync(target, node.renter.read("/bench"));
+    const { bytes: got } = await writeAndSync(target, node.renter.read("/bench", { transient: true }));
     const downMs = performance.now() - t0;
     if (got !== FILE_BYTES) throw new Error(`downloaded ${got} bytes, expected ${FILE_BYTES}`);
     const down = mbps(FILE_BYTES, downMs);

@@ -201,12 +201,22 @@ export function sealSegmentInto(
  * Opens a whole sealed segment. Any alteration, truncation (of bytes or of
  * whole blocks), reordering, splicing or wrong key throws `DECRYPT_FAILED`.
  */
-export function openSegment(key: Uint8Array, segmentId: Uint8Array, sealed: Uint8Array, options?: AeadOptions): Uint8Array {
+export function openSegment(key: Uint8Array, segmentId: Uint8Array, sealed: Uint8Array, options?: OpenOptions): Uint8Array {
   checkKeyAndId(key, segmentId);
   assertArgument(sealed instanceof Uint8Array, "sealed segment must be a Uint8Array");
   const length = tryPlaintextLength(sealed.byteLength);
   if (length === undefined) throw decryptFailed(Math.floor(sealed.byteLength / SEALED_BLOCK_BYTES));
   return openBlocksUnchecked(key, segmentId, sealed, 0, blockCount(length), options);
+}
+
+/** Options of {@link openSegment}. */
+export interface OpenOptions extends AeadOptions {
+  /**
+   * Where the plaintext goes: at least its length, not overlapping the
+   * sealed bytes; the result is a view of its start. On failure it is
+   * zeroed there, so no unauthenticated byte is left behind. Default: new memory.
+   */
+  into?: Uint8Array | undefined;
 }
 
 /**
@@ -246,7 +256,7 @@ function openBlocksUnchecked(
   sealed: Uint8Array,
   firstBlock: number,
   totalBlocks: number,
-  options: AeadOptions | undefined,
+  options: OpenOptions | undefined,
 ): Uint8Array {
   const count = Math.max(1, Math.ceil(sealed.byteLength / SEALED_BLOCK_BYTES));
   const lastIncluded = firstBlock + count === totalBlocks;
@@ -262,12 +272,23 @@ function openBlocksUnchecked(
   ) {
     throw decryptFailed(firstBlock + count - 1);
   }
+  const length = sealed.byteLength - count * AEAD_TAG_BYTES;
+  const into = options?.into;
+  if (into !== undefined) {
+    assertArgument(into instanceof Uint8Array && into.byteLength >= length, `the output buffer must hold ${length} bytes`);
+    assertArgument(
+      into.buffer !== sealed.buffer || into.byteOffset >= sealed.byteOffset + sealed.byteLength || sealed.byteOffset >= into.byteOffset + length,
+      "the output buffer must not overlap the sealed bytes",
+    );
+  }
   // Uninitialised is safe: every block is written, or the call throws and
-  // the buffer is dropped (the fallback below also zeroes it on failure).
-  const out = uninitializedBytes(sealed.byteLength - count * AEAD_TAG_BYTES);
+  // the output is zeroed (a fresh buffer would be dropped anyway, but a
+  // caller's buffer lives on).
+  const out = into === undefined ? uninitializedBytes(length) : into.subarray(0, length);
   const native = kernels(options);
   if (native !== undefined) {
     const failed = native.gcmOpenBlocks(key, segmentId, sealed, firstBlock, totalBlocks, out);
+    // The kernel zeroes `out` itself when a block fails.
     if (failed >= 0) throw decryptFailed(firstBlock + failed);
     return out;
   }

@@ -95,7 +95,8 @@ export interface DriveData {
    * Optional: without it every upload is a whole put.
    */
   rewrite?(path: string, change: StagedChange, options: DriveUploadOptions): Promise<{ inode?: number | undefined } | undefined>;
-  read(path: string, options?: { signal?: AbortSignal | undefined }): AsyncIterable<Uint8Array>;
+  /** With `transient`, a chunk is valid only until the next is asked for (see Renter.read). */
+  read(path: string, options?: { signal?: AbortSignal | undefined; transient?: boolean | undefined }): AsyncIterable<Uint8Array>;
   readRange(path: string, offset: number, length: number, options?: { signal?: AbortSignal | undefined }): Promise<Uint8Array>;
   flushDeletes(options?: { signal?: AbortSignal | undefined }): Promise<unknown>;
 }
@@ -599,7 +600,8 @@ export class Drive {
     try {
       if (!truncate && record.size > 0) {
         let at = 0;
-        for await (const chunk of this.#data.read(p)) {
+        // Each chunk is written before the next is asked for.
+        for await (const chunk of this.#data.read(p, { transient: true })) {
           await staging.handle.write(chunk, 0, chunk.byteLength, at);
           at += chunk.byteLength;
         }

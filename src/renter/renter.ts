@@ -828,7 +828,13 @@ export class Renter {
     return { fileKey: fromHex(file.fileKey), fileId: fromHex(file.fileId) };
   }
 
-  async #decodeWhole(record: InodeRecord, segment: SegmentMeta, signal: AbortSignal | undefined, dealIds?: ReadonlyMap<string, bigint>): Promise<Uint8Array> {
+  async #decodeWhole(
+    record: InodeRecord,
+    segment: SegmentMeta,
+    signal: AbortSignal | undefined,
+    dealIds?: ReadonlyMap<string, bigint>,
+    into?: Uint8Array,
+  ): Promise<Uint8Array> {
     const file = record.file!;
     const { coder } = this.#coderFor(file.redundancy);
     const { fileKey, fileId } = this.#secrets(record);
@@ -843,7 +849,7 @@ export class Renter {
       const need = segment.pieceSize * coder.strategy.k;
       if (this.#sealedScratch === undefined || this.#sealedScratch.byteLength < need) this.#sealedScratch = uninitializedBytes(need);
       const sealed = coder.decode(pieces, sealedLength(segment.plaintextLength), this.#sealedScratch);
-      return openSegment(deriveSegmentKey(fileKey, segment.index, fromHex(segment.salt)), segmentId(fileId, segment.index), sealed);
+      return openSegment(deriveSegmentKey(fileKey, segment.index, fromHex(segment.salt)), segmentId(fileId, segment.index), sealed, { into });
     } finally {
       this.#pieceBuffers.give(buffers.taken);
     }
@@ -859,8 +865,17 @@ export class Renter {
    * The whole file at `remotePath`, segment by segment (the next segments
    * are fetched while the current one is consumed, at most
    * SEGMENTS_IN_FLIGHT ahead).
+   *
+   * With `transient`, each chunk is valid only until the next is asked for
+   * (or the iteration ends): segments are decrypted into reused buffers, so
+   * the caller must copy or write out a chunk before it asks for more
+   * (`dstor get` and the drive do). A fresh 8 MiB plaintext per segment
+   * costs a page fault per 4 KiB and drives V8 toward full GCs.
    */
-  async *read(remotePath: string, options: { signal?: AbortSignal | undefined; onProgress?: ProgressFn | undefined } = {}): AsyncGenerator<Uint8Array> {
+  async *read(
+    remotePath: string,
+    options: { signal?: AbortSignal | undefined; onProgress?: ProgressFn | undefined; transient?: boolean | undefined } = {},
+  ): AsyncGenerator<Uint8Array> {
     const record = await this.#c.metadata.lookup(remotePath);
     if (record.type !== "file" || record.file === undefined) throw new DstorError("IS_A_DIRECTORY", `${normalizePath(remotePath)} is ${record.type === "symlink" ? "a symbolic link" : "a directory"}`);
     if (record.file.inline !== undefined) {
@@ -872,23 +887,37 @@ export class Renter {
     const segments = await this.#c.metadata.segments(record.inode);
     if (segments.length !== record.file.segmentCount) throw new DstorError("STORE_CORRUPT", `${normalizePath(remotePath)}: metadata lists ${segments.length} of ${record.file.segmentCount} segments`);
     const ahead = this.#init.segmentsInFlight ?? SEGMENTS_IN_FLIGHT;
-    const pending: Promise<Uint8Array>[] = [];
+    const pool = options.transient === true ? this.#plaintextBuffers : undefined;
+    const segmentSize = record.file.segmentSize;
+    const pending: Array<{ data: Promise<Uint8Array>; buffer: Uint8Array | undefined }> = [];
     let nextIndex = 0;
     let done = 0;
     const fill = (): void => {
       while (pending.length < ahead && nextIndex < segments.length) {
-        const p = this.#decodeWhole(record, segments[nextIndex++]!, options.signal);
-        p.catch(() => {}); // observed when awaited; avoid an unhandled rejection meanwhile
-        pending.push(p);
+        const buffer = pool?.take(segmentSize);
+        const data = this.#decodeWhole(record, segments[nextIndex++]!, options.signal, undefined, buffer);
+        data.catch(() => {}); // observed when awaited; avoid an unhandled rejection meanwhile
+        pending.push({ data, buffer });
       }
     };
-    fill();
-    while (pending.length > 0) {
-      const data = await pending.shift()!;
+    // The buffer of the chunk last yielded; segments still decoding keep
+    // theirs (dropped, not pooled, if the caller stops early).
+    let lent: Uint8Array | undefined;
+    try {
       fill();
-      done += data.byteLength;
-      options.onProgress?.(done);
-      yield data;
+      while (pending.length > 0) {
+        const next = pending.shift()!;
+        const data = await next.data;
+        fill();
+        done += data.byteLength;
+        options.onProgress?.(done);
+        lent = next.buffer;
+        yield data;
+        if (lent !== undefined) pool!.give([lent]);
+        lent = undefined;
+      }
+    } finally {
+      if (lent !== undefined) pool!.give([lent]);
     }
   }
 

@@ -194,6 +194,30 @@ describe("fast paths and reference give identical bytes", () => {
       (e: unknown) => isDstorError(e, "INVALID_ARGUMENT"),
     );
   });
+  it("openSegment into a caller buffer: a view of its start; on failure the buffer holds no plaintext", () => {
+    const key = randomKey();
+    const id = randomSegmentId();
+    const pt = new Uint8Array(randomBytes(3 * AEAD_BLOCK_BYTES + 100));
+    const sealed = sealSegmentReference(key, id, pt);
+    for (const [name, options] of PATHS) {
+      const into = new Uint8Array(pt.length + 50).fill(0xee);
+      const out = openSegment(key, id, sealed, { ...options, into });
+      assert.equal(out.buffer, into.buffer, name);
+      assert.equal(out.byteOffset, into.byteOffset, name);
+      assert.deepEqual(out, pt, name);
+      assert.ok(into.subarray(pt.length).every((b) => b === 0xee), `${name}: nothing written past the plaintext`);
+      // The last block tampered: the first three authenticate and decrypt, then all must be wiped.
+      const bad = sealed.slice();
+      bad[bad.length - 1]! ^= 1;
+      into.fill(0xee);
+      assertDecryptFails(() => openSegment(key, id, bad, { ...options, into }));
+      assert.ok(into.subarray(0, pt.length).every((b) => b === 0), `${name}: no unauthenticated plaintext left behind`);
+      assert.throws(() => openSegment(key, id, sealed, { ...options, into: new Uint8Array(pt.length - 1) }), (e: unknown) => isDstorError(e, "INVALID_ARGUMENT"));
+      const shared = new Uint8Array(sealed.length + 10);
+      shared.set(sealed, 10);
+      assert.throws(() => openSegment(key, id, shared.subarray(10), { ...options, into: shared }), (e: unknown) => isDstorError(e, "INVALID_ARGUMENT"));
+    }
+  });
 });
 
 for (const [pathName, options] of PATHS) describe(`tampering is detected: ${pathName}`, () => {

@@ -4,6 +4,7 @@ import { describe, it } from "node:test";
 import fc from "fast-check";
 import { isDstorError } from "../../src/core/errors.js";
 import { sealedLength } from "../../src/crypto/aead.js";
+import { SEGMENTS_IN_FLIGHT } from "../../src/renter/renter.js";
 import { chunked, collect, FakeNetwork, fakeRenter, reusedChunks } from "./helpers.js";
 
 const SEGMENT = 64 * 1024;
@@ -35,6 +36,37 @@ describe("renter over in-memory farmers", () => {
       assert.equal(result.inline, size <= 4096, `inline for ${size}`);
       assert.equal(sha(await collect(renter.read(`/reused-${size}`))), sha(data), `size ${size}`);
     }
+  });
+
+  it("transient reads decrypt into a few reused buffers and still give every byte; plain reads never reuse", async (t) => {
+    const net = new FakeNetwork(10);
+    const { renter } = await fakeRenter(t, net, { segmentSize: SEGMENT });
+    const data = new Uint8Array(randomBytes(12 * SEGMENT + 999));
+    await renter.put("/transient", [data]);
+    const read = async (transient: boolean) => {
+      const hash = createHash("sha256");
+      const buffers = new Set<ArrayBufferLike>();
+      let chunks = 0;
+      for await (const chunk of renter.read("/transient", { transient })) {
+        hash.update(chunk); // consumed before the next is asked for
+        buffers.add(chunk.buffer);
+        chunks++;
+      }
+      return { sha: hash.digest("hex"), buffers: buffers.size, chunks };
+    };
+    const transient = await read(true);
+    assert.equal(transient.sha, sha(data));
+    assert.equal(transient.chunks, 13);
+    assert.ok(transient.buffers <= SEGMENTS_IN_FLIGHT + 1, `${transient.buffers} buffers for 13 segments`);
+    const plain = await read(false);
+    assert.equal(plain.sha, sha(data));
+    assert.equal(plain.buffers, 13, "every chunk of a plain read is its own memory");
+    // Stopping early hands the buffer back; the next read is whole again.
+    for await (const chunk of renter.read("/transient", { transient: true })) {
+      assert.ok(chunk.byteLength > 0);
+      break;
+    }
+    assert.equal((await read(true)).sha, sha(data));
   });
 
   it("stops at optimal and cancels the long tail as a normal outcome", async (t) => {

@@ -60,7 +60,8 @@ export const getCommand: CommandModule<object, GetArgs> = {
           await write(await node.renter.readRange(args.remote, args.offset ?? 0, args.length ?? record.size));
           progress.update(written);
         } else {
-          for await (const chunk of node.renter.read(args.remote, { onProgress: (done) => progress.update(done) })) await write(chunk);
+          // Transient chunks: each is written out before the next is asked for.
+          for await (const chunk of node.renter.read(args.remote, { transient: true, onProgress: (done) => progress.update(done) })) await write(chunk);
         }
         if (handle !== undefined) {
           await handle.sync();
