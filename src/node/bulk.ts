@@ -542,7 +542,16 @@ class BulkExchange implements FarmerStream {
       if (this.#discarded > MAX_DISCARD_BYTES) this.#conn.destroy(bulkError("the peer kept sending after the exchange ended"));
       return;
     }
-    this.#queue.push(bytes);
+    // Bytes that continue the last queued ones in the same memory (records
+    // copied one after another into a block) join them: the reader then
+    // takes up to 64 KiB per part instead of one TLS record (16 KiB), and
+    // each part costs it promises and bookkeeping.
+    const last = this.#queue.length === 0 ? undefined : this.#queue[this.#queue.length - 1]!;
+    if (last !== undefined && last.buffer === bytes.buffer && last.byteOffset + last.byteLength === bytes.byteOffset) {
+      this.#queue[this.#queue.length - 1] = new Uint8Array(last.buffer, last.byteOffset, last.byteLength + bytes.byteLength);
+    } else {
+      this.#queue.push(bytes);
+    }
     this.#queued += bytes.byteLength;
     if (this.#queued > READ_HIGH_WATER_BYTES) this.#conn.pause();
     this.#wakeUp();

@@ -335,6 +335,42 @@ test("borrowed sends on a connection that dies are each released once", { timeou
   }
 });
 
+test("received records that lie one after another in a copy block reach the reader as one part", { timeout: 30_000 }, async () => {
+  const data = new Uint8Array(randomBytes(1024 * 1024));
+  const sizes: number[] = [];
+  const received: Buffer[] = [];
+  let resolve = (): void => {};
+  const handled = new Promise<void>((r) => (resolve = r));
+  const handler: FarmerHandler = async (stream) => {
+    // Let every record arrive before reading, so they queue up.
+    await new Promise((r) => setTimeout(r, 300));
+    for await (const chunk of stream as unknown as AsyncIterable<Iterable<Uint8Array>>) {
+      for (const part of chunk) {
+        sizes.push(part.byteLength);
+        received.push(Buffer.from(part));
+      }
+    }
+    await stream.close();
+    resolve();
+  };
+  const f = await startFarmer(true, { [PIECE_PUT_PROTOCOL]: handler });
+  const r = await startRenter();
+  try {
+    const stream = await r.dialer.dialProtocol(multiaddr(f.addr), PIECE_PUT_PROTOCOL);
+    stream.send(data);
+    await stream.close();
+    await handled;
+    assert.ok(Buffer.concat(received).equals(data), "every byte, in order");
+    // TLS records carry at most 16 KiB; the copy blocks are 64 KiB.
+    assert.ok(Math.max(...sizes) > 16 * 1024, `largest part ${Math.max(...sizes)} bytes: records were joined`);
+    assert.ok(Math.max(...sizes) <= 64 * 1024, "no part spans two blocks");
+    assert.ok(sizes.length <= 1024 / 16, `${sizes.length} parts for 1 MiB`);
+  } finally {
+    await r.stop();
+    await f.stop();
+  }
+});
+
 test("gets serve pieces from pooled read buffers, and concurrent gets still come back identical", async () => {
   const pieces = await Promise.all(
     Array.from({ length: 6 }, async (_, i) => {
