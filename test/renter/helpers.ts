@@ -39,6 +39,8 @@ export interface FakeBehaviour {
   refuseGets?: boolean;
   /** Puts never finish unless aborted. */
   stallPuts?: boolean;
+  /** Gets never finish unless aborted. */
+  stallGets?: boolean;
 }
 
 /** One fake farmer. */
@@ -130,10 +132,18 @@ export class FakeNetwork implements PieceTransport, FarmerDirectory, DealProvide
     f.pieces.set(request.pieceId, new Uint8Array(request.data));
   }
 
-  async get(farmer: FarmerRef, request: GetPieceRequest, _options: AbortOptions = {}): Promise<GetPieceResult> {
+  async get(farmer: FarmerRef, request: GetPieceRequest, options: AbortOptions = {}): Promise<GetPieceResult> {
     const f = this.#find(farmer);
     f.gets++;
     if (f.behaviour.refuseGets) throw new DstorError("TIMEOUT", `farmer ${f.address} does not serve reads`);
+    if (f.behaviour.stallGets) {
+      try {
+        await waitForAbort(options.signal);
+      } catch (error) {
+        f.aborted++;
+        throw error;
+      }
+    }
     const piece = f.pieces.get(request.pieceId);
     if (piece === undefined) throw new DstorError("PIECE_NOT_FOUND", "no such piece");
     const offset = request.offset ?? 0;

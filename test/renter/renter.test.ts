@@ -69,6 +69,32 @@ describe("renter over in-memory farmers", () => {
     assert.equal((await read(true)).sha, sha(data));
   });
 
+  it("reads start k gets per segment, and hedge with another holder when one stalls", { timeout: 30_000 }, async (t) => {
+    const net = new FakeNetwork(10);
+    const { renter, metadata } = await fakeRenter(t, net, { segmentSize: SEGMENT });
+    const data = new Uint8Array(randomBytes(6 * SEGMENT + 5));
+    await renter.put("/hedged", [data]);
+    const gets = () => net.farmers.reduce((n, f) => n + f.gets, 0);
+    const before = gets();
+    assert.equal(sha(await collect(renter.read("/hedged"))), sha(data));
+    assert.equal(gets() - before, 7 * 4, "healthy farmers: exactly k = 4 gets per segment, no extra transfer");
+    // Two holders that never answer, made the renter's favourites so they
+    // are among the first k gets wherever they hold a piece (8 of the 10
+    // farmers hold each segment): every segment still completes, through
+    // hedged gets, and the stalled gets are aborted.
+    for (const f of [net.farmers[0]!, net.farmers[1]!]) {
+      f.behaviour.stallGets = true;
+      await metadata.updateFarmer(f.address, (r) => ({ ...r, successes: r.successes + 1000 }));
+    }
+    const stalledBefore = net.farmers[0]!.gets + net.farmers[1]!.gets;
+    const abortedBefore = net.farmers[0]!.aborted + net.farmers[1]!.aborted;
+    assert.equal(sha(await collect(renter.read("/hedged"))), sha(data));
+    assert.equal(sha(await renter.readRange("/hedged", SEGMENT - 10, 20)), sha(data.subarray(SEGMENT - 10, SEGMENT + 10)));
+    const stalled = net.farmers[0]!.gets + net.farmers[1]!.gets - stalledBefore;
+    assert.ok(stalled > 0, "the stalled farmers were asked (the reads went through hedging)");
+    assert.equal(net.farmers[0]!.aborted + net.farmers[1]!.aborted - abortedBefore, stalled, "every stalled get was aborted once the segment was whole");
+  });
+
   it("stops at optimal and cancels the long tail as a normal outcome", async (t) => {
     const net = new FakeNetwork(10);
     net.farmers[0]!.behaviour.stallPuts = true;
