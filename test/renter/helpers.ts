@@ -52,6 +52,16 @@ export interface FakeFarmer extends FarmerCandidate {
   aborted: number;
 }
 
+/** Never resolves; rejects when `signal` aborts, counting the abort on `f`. */
+async function stall(f: FakeFarmer, signal: AbortSignal | undefined): Promise<never> {
+  try {
+    return await waitForAbort(signal);
+  } catch (error) {
+    f.aborted++;
+    throw error;
+  }
+}
+
 function waitForAbort(signal: AbortSignal | undefined): Promise<never> {
   return new Promise((_, reject) => {
     if (signal === undefined) return;
@@ -116,14 +126,7 @@ export class FakeNetwork implements PieceTransport, FarmerDirectory, DealProvide
     if (request.order.order.action !== OrderAction.Put || request.order.order.pieceId !== request.pieceId) throw new DstorError("ORDER_WRONG_ACTION", "bad order");
     f.puts++;
     if (f.behaviour.failPuts) throw new DstorError("QUOTA_EXCEEDED", "full");
-    if (f.behaviour.stallPuts) {
-      try {
-        await waitForAbort(options.signal);
-      } catch (error) {
-        f.aborted++;
-        throw error;
-      }
-    }
+    if (f.behaviour.stallPuts) await stall(f, options.signal);
     await new Promise((r) => setImmediate(r));
     if (options.signal?.aborted) {
       f.aborted++;
@@ -136,14 +139,7 @@ export class FakeNetwork implements PieceTransport, FarmerDirectory, DealProvide
     const f = this.#find(farmer);
     f.gets++;
     if (f.behaviour.refuseGets) throw new DstorError("TIMEOUT", `farmer ${f.address} does not serve reads`);
-    if (f.behaviour.stallGets) {
-      try {
-        await waitForAbort(options.signal);
-      } catch (error) {
-        f.aborted++;
-        throw error;
-      }
-    }
+    if (f.behaviour.stallGets) await stall(f, options.signal);
     const piece = f.pieces.get(request.pieceId);
     if (piece === undefined) throw new DstorError("PIECE_NOT_FOUND", "no such piece");
     const offset = request.offset ?? 0;
