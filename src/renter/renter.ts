@@ -753,21 +753,19 @@ export class Renter {
     const combined = signal === undefined ? stop.signal : AbortSignal.any([signal, stop.signal]);
     let inFlight = 0;
     let lastError: unknown;
-    // k gets (plus extraDownloads) at first, then one more every `hedgeMs`
-    // while pieces are missing: HEDGE_IDLE_MS until the first piece
-    // arrives, then half the time that piece took (see HEDGE_MIN_MS).
+    // k gets (plus extraDownloads) at first, then one more every `ms` of
+    // hedgeAfter while pieces are missing: HEDGE_IDLE_MS until the first
+    // piece arrives, then half the time that piece took (see HEDGE_MIN_MS).
     const started = performance.now();
     let extra = this.#init.extraDownloads ?? EXTRA_DOWNLOADS;
-    let hedgeMs = HEDGE_IDLE_MS;
     let hedgeTimer: NodeJS.Timeout | undefined;
     await new Promise<void>((resolve) => {
       const hedgeAfter = (ms: number): void => {
         clearTimeout(hedgeTimer);
-        hedgeMs = ms;
         hedgeTimer = setTimeout(() => {
           extra++;
           next();
-          if (queue.length > 0) hedgeAfter(hedgeMs);
+          if (queue.length > 0) hedgeAfter(ms);
         }, ms);
       };
       const next = (): void => {
