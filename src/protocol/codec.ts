@@ -357,10 +357,15 @@ export class FrameReader {
   }
 }
 
-/** Sends `bytes`, then waits for the sink to drain when it asks us to (backpressure). */
-async function sendRespectingBackpressure(sink: ByteSink, bytes: Uint8Array, signal: AbortSignal | undefined): Promise<void> {
+/** Sends `bytes` (with `send`, default the sink's), then waits for the sink to drain when it asks us to (backpressure). */
+async function sendRespectingBackpressure(
+  sink: ByteSink,
+  bytes: Uint8Array,
+  signal: AbortSignal | undefined,
+  send: (bytes: Uint8Array) => boolean = (b) => sink.send(b),
+): Promise<void> {
   throwIfAborted(signal);
-  if (!sink.send(bytes)) {
+  if (!send(bytes)) {
     await raceSignal(sink.onDrain(signal === undefined ? {} : { signal }), signal);
   }
 }
@@ -389,12 +394,14 @@ export interface BorrowingByteSink extends ByteSink {
 export async function writeBorrowedFrame(sink: BorrowingByteSink, payload: Uint8Array, release: () => void, options: WriteFrameOptions = {}): Promise<void> {
   let owned = true;
   try {
-    await writeFrameVia(payload, options, async (bytes, signal) => {
+    await writeFrameVia(payload, options, (bytes, signal) => {
+      // The prefix, or a small frame copied whole, goes as usual.
       if (bytes !== payload) return sendRespectingBackpressure(sink, bytes, signal);
-      throwIfAborted(signal);
-      const ready = sink.sendBorrowed(payload, release);
-      owned = false;
-      if (!ready) await raceSignal(sink.onDrain(signal === undefined ? {} : { signal }), signal);
+      return sendRespectingBackpressure(sink, bytes, signal, (b) => {
+        const ready = sink.sendBorrowed(b, release);
+        owned = false;
+        return ready;
+      });
     });
   } finally {
     if (owned) release();
