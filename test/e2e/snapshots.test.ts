@@ -44,7 +44,7 @@ async function snapshotPieces(db: MetadataDb, farmers: readonly LocalFarmer[]): 
 /** Whether any farmer still stores piece `pieceId` on disk. */
 async function onSomeFarmer(farmers: readonly LocalFarmer[], pieceId: string): Promise<boolean> {
   for (const f of farmers) {
-    const names = await readdir(join(f.storage, "pieces", pieceId.slice(0, 2), pieceId.slice(2, 4))).catch(() => [] as string[]);
+    const names = await readdir(join(f.storage, "pieces", pieceId.slice(0, 2))).catch(() => [] as string[]);
     if (names.some((n) => n.endsWith(pieceId))) return true;
   }
   return false;

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { type ChildProcess, fork } from "node:child_process";
 import { once } from "node:events";
-import { mkdtemp, readdir, readFile, rm, stat, truncate, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, readFile, rename, rm, stat, truncate, writeFile } from "node:fs/promises";
 import * as nodeFs from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -34,6 +34,14 @@ async function tempDir(): Promise<string> {
 async function tree(dir: string, skipIndex = false): Promise<string[]> {
   const entries = await readdir(dir, { recursive: true });
   return entries.filter((p) => !(skipIndex && (p === "index" || p.startsWith("index/")))).sort();
+}
+
+/** What `pieces/` holds besides its 256 (empty) shard directories, made when the store starts. */
+async function pieceFiles(dir: string): Promise<string[]> {
+  const entries = await tree(join(dir, "pieces"));
+  const shards = entries.filter((p) => /^[0-9a-f]{2}$/.test(p));
+  assert.equal(shards.length, 256, "every shard directory exists");
+  return entries.filter((p) => !shards.includes(p));
 }
 
 const storeDirs = new WeakMap<object, string>();
@@ -84,13 +92,13 @@ function indexKey(renter: string, pieceId: string): string {
 }
 
 describe("fs piece store: layout and persistence", () => {
-  test("a committed piece is one file at pieces/<2 hex>/<2 hex>/<renter>-<pieceId>; tmp/ is empty afterwards", async () => {
+  test("a committed piece is one file at pieces/<2 hex>/<renter>-<pieceId>; tmp/ is empty afterwards", async () => {
     await withStore(async (store, dir) => {
       const data = pieceBytes(3000);
       const id = pieceIdOf(1);
       await putPiece(store, R1, id, data);
       const path = store.piecePath(R1, id);
-      assert.equal(path, join(dir, "pieces", id.slice(0, 2), id.slice(2, 4), `${R1}-${id}`));
+      assert.equal(path, join(dir, "pieces", id.slice(0, 2), `${R1}-${id}`));
       assert.deepEqual(new Uint8Array(await readFile(path)), data);
       assert.deepEqual(await readdir(join(dir, "tmp")), []);
       assert.throws(() => store.piecePath(R1, "../x"), code("PIECE_ID_INVALID"));
@@ -204,22 +212,80 @@ describe("fs piece store: start-up reconciliation", () => {
     assert.equal(records.filter((r) => r.level === "error").length, 2);
   });
 
+  test("pieces in the old two-level layout (pieces/<2 hex>/<2 hex>/) are moved into pieces/<2 hex>/ at start", async () => {
+    const ids = [pieceIdOf(1), pieceIdOf(2), pieceIdOf(3)];
+    const data = ids.map((_, i) => pieceBytes(1000 + i, i));
+    const dir = await withStore(async (store) => {
+      for (const [i, id] of ids.entries()) await putPiece(store, R1, id, data[i]!);
+    });
+    for (const id of ids) {
+      const old = join(dir, "pieces", id.slice(0, 2), id.slice(2, 4));
+      await mkdir(old);
+      await rename(join(dir, "pieces", id.slice(0, 2), `${R1}-${id}`), join(old, `${R1}-${id}`));
+    }
+    const { logger, records } = capturingLogger();
+    await reopen(
+      dir,
+      async (store) => {
+        assert.deepEqual(await pieceFiles(dir), ids.map((id) => `${id.slice(0, 2)}/${R1}-${id}`).sort());
+        for (const [i, id] of ids.entries()) assert.deepEqual(await store.read(R1, id, 0, data[i]!.byteLength), data[i]);
+        assert.equal(store.usage().used, 1000 + 1001 + 1002);
+      },
+      { logger },
+    );
+    assert.ok(records.some((r) => r.message.includes("two-level layout") && r.fields?.count === 3));
+    assert.equal(records.filter((r) => r.level === "error" || r.level === "warn").length, 0);
+  });
+
+  test("a commit makes no directory and opens (to fsync) only its shard directory besides the temp file", async () => {
+    const dir = await tempDir();
+    const { fs, calls } = instrumentedFs();
+    const store = createFsPieceStore({ dir, quotaBytes: 100_000, fs });
+    try {
+      await store.start();
+      calls.length = 0;
+      const id = pieceIdOf(1);
+      await putPiece(store, R1, id, pieceBytes(3000));
+      assert.deepEqual(calls.filter((c) => c.startsWith("mkdir")), []);
+      assert.deepEqual(calls.filter((c) => c.startsWith(`open ${join(dir, "pieces")}`)), [`open ${join(dir, "pieces", id.slice(0, 2))}`]);
+    } finally {
+      await store.stop();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("a shard directory removed while the store runs is made again by the next commit", async () => {
+    await withStore(async (store, dir) => {
+      const id = pieceIdOf(1);
+      const data = pieceBytes(3000);
+      await rm(join(dir, "pieces", id.slice(0, 2)), { recursive: true });
+      await putPiece(store, R1, id, data);
+      assert.deepEqual(await store.read(R1, id, 0, data.byteLength), data);
+      assert.deepEqual(await pieceFiles(dir), [`${id.slice(0, 2)}/${R1}-${id}`]);
+    });
+  });
+
   test("stray files in pieces/ and malformed index entries are removed", async () => {
     const dir = await withStore(async (store) => {
       await putPiece(store, R1, pieceIdOf(1), pieceBytes(10));
     });
     const id = pieceIdOf(1);
     await writeFile(join(dir, "pieces", "junk.txt"), "x");
-    await writeFile(join(dir, "pieces", id.slice(0, 2), id.slice(2, 4), "not-a-piece"), "x");
+    await writeFile(join(dir, "pieces", id.slice(0, 2), "not-a-piece"), "x");
+    await mkdir(join(dir, "pieces", id.slice(0, 2), "not-a-shard"));
     // Right name, wrong shard.
+    await writeFile(join(dir, "pieces", id.slice(0, 2), `${R1}-${pieceIdOf(2)}`), "x");
+    // The same in an old-layout directory.
+    await mkdir(join(dir, "pieces", id.slice(0, 2), id.slice(2, 4)));
     await writeFile(join(dir, "pieces", id.slice(0, 2), id.slice(2, 4), `${R1}-${pieceIdOf(2)}`), "x");
+    await writeFile(join(dir, "pieces", id.slice(0, 2), id.slice(2, 4), "not-a-piece"), "x");
     const db = new Level<string, unknown>(join(dir, "index"), { valueEncoding: "json" });
     await db.open();
     await db.put("garbage-key", { v: 1 });
     await db.put(indexKey(R1, pieceIdOf(3)), { nonsense: true });
     await db.close();
     await reopen(dir, async (store) => {
-      assert.deepEqual(await tree(join(dir, "pieces")), [id.slice(0, 2), `${id.slice(0, 2)}/${id.slice(2, 4)}`, `${id.slice(0, 2)}/${id.slice(2, 4)}/${R1}-${id}`]);
+      assert.deepEqual(await pieceFiles(dir), [`${id.slice(0, 2)}/${R1}-${id}`]);
       assert.deepEqual(
         (await collect(store.list())).map((e) => e.pieceId),
         [id],
@@ -368,7 +434,7 @@ describe("fs piece store: boundaries", () => {
       assert.deepEqual(store.usage(), { quota: 100_000, used: 0, reserved: 0, free: 100_000 });
       assert.equal(await store.stat(R1, pieceIdOf(1)), undefined);
       assert.deepEqual(await readdir(join(dir, "tmp")), []);
-      assert.deepEqual(await tree(join(dir, "pieces")), []);
+      assert.deepEqual(await pieceFiles(dir), []);
     } finally {
       await store.stop();
     }
@@ -387,7 +453,7 @@ describe("fs piece store: boundaries", () => {
       assert.deepEqual(store.usage().reserved, 0);
       assert.equal(await store.stat(R1, pieceIdOf(1)), undefined);
       assert.deepEqual(await readdir(join(dir, "tmp")), []);
-      assert.deepEqual(await tree(join(dir, "pieces")), []);
+      assert.deepEqual(await pieceFiles(dir), []);
     } finally {
       await store.stop();
     }
@@ -476,7 +542,7 @@ describe("fs piece store: concurrent operations on few keys", () => {
             const bytes = await store.read(entry.renter, entry.pieceId, 0, entry.size);
             assert.deepEqual(referenceMerkleRoot(bytes), new Uint8Array(entry.root));
           }
-          const files = (await tree(join(dir, "pieces"))).filter((p) => p.split("/").length === 3).map((p) => p.split("/")[2]);
+          const files = (await pieceFiles(dir)).map((p) => p.split("/")[1]);
           assert.deepEqual(files.sort(), listed.map((e) => `${e.renter}-${e.pieceId}`).sort());
           assert.deepEqual(await readdir(join(dir, "tmp")), []);
           await store.stop();
@@ -550,7 +616,7 @@ describe("fs piece store: a real process killed with SIGKILL", () => {
       assert.equal(await store.stat(R1, pieceIdOf(1)), undefined);
       assert.deepEqual(await collect(store.list()), []);
       assert.deepEqual(store.usage(), { quota: 64 * 1024 * 1024, used: 0, reserved: 0, free: 64 * 1024 * 1024 });
-      assert.deepEqual(await tree(join(dir, "pieces")), []);
+      assert.deepEqual(await pieceFiles(dir), []);
       const data = pieceBytes(size, 42);
       await putPiece(store, R1, pieceIdOf(1), data, metaFor(data), 100_000);
       assert.deepEqual(await store.read(R1, pieceIdOf(1), 0, size), data);

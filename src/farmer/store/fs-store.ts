@@ -3,13 +3,19 @@
  *
  * ## Layout (under `dir`)
  * ```
- * pieces/<pieceId[0:2]>/<pieceId[2:4]>/<renter>-<pieceId>   one file per piece, exactly its bytes
- * tmp/<renter>-<pieceId>.<random>.tmp                       uploads in progress
- * index/                                                    level (classic-level) database
+ * pieces/<pieceId[0:2]>/<renter>-<pieceId>   one file per piece, exactly its bytes
+ * tmp/<renter>-<pieceId>.<random>.tmp         uploads in progress
+ * index/                                      level (classic-level) database
  * ```
- * Sharding by the first two bytes of the piece id keeps directories small
- * (piece ids are uniformly random HKDF output). Temp files live on the same
- * file system as `pieces/`, so the final rename is atomic.
+ * Sharding by the first byte of the piece id (piece ids are uniformly random
+ * HKDF output) spreads pieces over 256 directories, all created when the
+ * store starts, so no upload creates a directory: 10 million pieces are
+ * ~40 000 files per directory, which ext4's hashed directories look up
+ * directly. (Stores up to 2026-11 used two levels, `<pieceId[0:2]>/<pieceId[2:4]>/`:
+ * 65 536 leaf directories, so a young farmer's every upload made two
+ * directories and fsynced three, and a full spread cost 256 MiB of directory
+ * blocks; start-up moves such pieces into the one-level layout.) Temp files
+ * live on the same file system as `pieces/`, so the final rename is atomic.
  *
  * The index maps `<renter>/<pieceId>` to a JSON {@link IndexRecord}: size,
  * Merkle root, deal id, expiry and whether the piece is confirmed into a
@@ -24,8 +30,8 @@
  * 2. size and Merkle root checked — a mismatch deletes the temp file;
  * 3. temp file fsync, close;
  * 4. rename into `pieces/…` (atomic replace-free: the key is locked and known absent);
- * 5. fsync of the shard directory (and of its parents if they were just created),
- *    so the rename itself is durable;
+ * 5. fsync of the shard directory, so the rename itself is durable (a shard
+ *    directory removed behind the store's back is made again, durably, first);
  * 6. index put — only now is the piece visible, and only now does commit() resolve.
  *
  * ## Start-up reconciliation (after a crash or kill)
@@ -41,6 +47,8 @@
  *   dstor's write order (disk loss, manual deletion); it is logged as an error
  *   because the renter's audits of that piece will now fail and its repair
  *   worker must replace the piece;
+ * - pieces in the old two-level layout are moved into the one-level layout
+ *   (each shard directory fsynced after its moves), their old directories removed;
  * - files in `pieces/` whose name or shard does not match the layout are deleted;
  * - `used` is recomputed as the sum of the sizes of the surviving entries.
  * Reconciliation walks the whole `pieces/` tree once per start. It checks
@@ -142,6 +150,15 @@ const PIECES_DIR = "pieces";
 const TMP_DIR = "tmp";
 const INDEX_DIR = "index";
 const PIECE_FILE_PATTERN = /^(0x[0-9a-f]{40})-([0-9a-f]{64})$/;
+/** Name of a shard directory (and of an old-layout second-level one). */
+const SHARD_PATTERN = /^[0-9a-f]{2}$/;
+
+/** The piece a directory entry holds, if it is a piece file whose id starts with `prefix` (its shard). */
+function pieceOfFile(entry: { name: string; isFile(): boolean }, prefix: string): { renter: string; pieceId: string } | undefined {
+  const match = PIECE_FILE_PATTERN.exec(entry.name);
+  if (!entry.isFile() || match === null || !match[2]!.startsWith(prefix)) return undefined;
+  return { renter: match[1]!, pieceId: match[2]! };
+}
 
 function indexKey(renter: string, pieceId: string): string {
   return `${renter}/${pieceId}`;
@@ -497,7 +514,7 @@ class FsPieceStoreImpl implements FsPieceStore {
   }
 
   #shardDir(pieceId: string): string {
-    return join(this.#piecesDir, pieceId.slice(0, 2), pieceId.slice(2, 4));
+    return join(this.#piecesDir, pieceId.slice(0, 2));
   }
 
   #piecePath(renter: string, pieceId: string): string {
@@ -530,6 +547,7 @@ class FsPieceStoreImpl implements FsPieceStore {
     try {
       await this.#fs.mkdir(this.#piecesDir, { recursive: true });
       await this.#fs.mkdir(this.#tmpDir, { recursive: true });
+      await this.#makeShardDirs();
     } catch (error) {
       throw ioError(error, `creating the piece store directory ${this.dir}`);
     }
@@ -638,37 +656,41 @@ class FsPieceStoreImpl implements FsPieceStore {
     if (tmpRemoved > 0) log.info("removed temp files of interrupted uploads", { count: tmpRemoved });
     throwIfAborted(options.signal);
 
-    // 2. Piece files on disk.
+    // 2. Piece files on disk (moving any in the old two-level layout).
     const files = new Map<string, { path: string; size: number }>();
+    let moved = 0;
     for (const level1 of await this.#fs.readdir(this.#piecesDir, { withFileTypes: true })) {
-      const level1Path = join(this.#piecesDir, level1.name);
-      if (!level1.isDirectory() || !/^[0-9a-f]{2}$/.test(level1.name)) {
-        log.warn("removing a stray entry from the pieces directory", { path: level1Path });
-        await this.#fs.rm(level1Path, { recursive: true, force: true });
+      const shardPath = join(this.#piecesDir, level1.name);
+      if (!level1.isDirectory() || !SHARD_PATTERN.test(level1.name)) {
+        log.warn("removing a stray entry from the pieces directory", { path: shardPath });
+        await this.#fs.rm(shardPath, { recursive: true, force: true });
         continue;
       }
-      for (const level2 of await this.#fs.readdir(level1Path, { withFileTypes: true })) {
-        const level2Path = join(level1Path, level2.name);
-        if (!level2.isDirectory() || !/^[0-9a-f]{2}$/.test(level2.name)) {
-          log.warn("removing a stray entry from the pieces directory", { path: level2Path });
-          await this.#fs.rm(level2Path, { recursive: true, force: true });
+      let movedHere = 0;
+      const oldDirs: string[] = [];
+      for (const entry of await this.#fs.readdir(shardPath, { withFileTypes: true })) {
+        const path = join(shardPath, entry.name);
+        if (entry.isDirectory() && SHARD_PATTERN.test(entry.name)) {
+          movedHere += await this.#moveOldShard(shardPath, level1.name + entry.name, files);
+          oldDirs.push(path);
           continue;
         }
-        for (const entry of await this.#fs.readdir(level2Path, { withFileTypes: true })) {
-          const path = join(level2Path, entry.name);
-          const match = PIECE_FILE_PATTERN.exec(entry.name);
-          const pieceId = match?.[2];
-          if (!entry.isFile() || match === null || pieceId === undefined || pieceId.slice(0, 2) !== level1.name || pieceId.slice(2, 4) !== level2.name) {
-            log.warn("removing a stray entry from the pieces directory", { path });
-            await this.#fs.rm(path, { recursive: true, force: true });
-            continue;
-          }
-          const { size } = await this.#fs.stat(path);
-          files.set(indexKey(match[1]!, pieceId), { path, size });
+        const piece = pieceOfFile(entry, level1.name);
+        if (piece === undefined) {
+          log.warn("removing a stray entry from the pieces directory", { path });
+          await this.#fs.rm(path, { recursive: true, force: true });
+          continue;
         }
+        const { size } = await this.#fs.stat(path);
+        files.set(indexKey(piece.renter, piece.pieceId), { path, size });
       }
+      // The moves are durable before their old directories (and the strays left there) go.
+      if (movedHere > 0) await this.#syncDir(shardPath);
+      for (const path of oldDirs) await this.#fs.rm(path, { recursive: true, force: true });
+      moved += movedHere;
       throwIfAborted(options.signal);
     }
+    if (moved > 0) log.info("moved pieces from the old two-level layout into pieces/<2 hex>/", { count: moved });
 
     // 3. Index entries against files.
     let used = 0;
@@ -715,6 +737,29 @@ class FsPieceStoreImpl implements FsPieceStore {
         quota: this.#quota,
       });
     }
+  }
+
+  /**
+   * Moves the pieces of an old-layout leaf directory (`pieces/<aa>/<bb>/`,
+   * `prefix` = aabb) up into `shardPath` and records them in `files`; stray
+   * entries stay for the caller to remove with the directory. Returns how many moved.
+   */
+  async #moveOldShard(shardPath: string, prefix: string, files: Map<string, { path: string; size: number }>): Promise<number> {
+    const oldPath = join(shardPath, prefix.slice(2));
+    let moved = 0;
+    for (const entry of await this.#fs.readdir(oldPath, { withFileTypes: true })) {
+      const piece = pieceOfFile(entry, prefix);
+      if (piece === undefined) {
+        this.#logger.warn("removing a stray entry from the pieces directory", { path: join(oldPath, entry.name) });
+        continue;
+      }
+      const path = join(shardPath, entry.name);
+      await this.#fs.rename(join(oldPath, entry.name), path);
+      const { size } = await this.#fs.stat(path);
+      files.set(indexKey(piece.renter, piece.pieceId), { path, size });
+      moved++;
+    }
+    return moved;
   }
 
   // ------------------------------------------------------------------- uploads
@@ -832,15 +877,16 @@ class FsPieceStoreImpl implements FsPieceStore {
     let renamed = false;
     try {
       if (db === undefined) throw new DstorError("STORE_CLOSED", "the piece store was stopped");
-      const created = await this.#fs.mkdir(shardDir, { recursive: true });
-      await this.#fs.rename(tmpPath, finalPath);
+      try {
+        await this.#fs.rename(tmpPath, finalPath);
+      } catch (error) {
+        // The shard directories are made at start; one removed since is made again.
+        if (errnoCode(error) !== "ENOENT") throw error;
+        await this.#makeShardDirs();
+        await this.#fs.rename(tmpPath, finalPath);
+      }
       renamed = true;
       await this.#syncDir(shardDir);
-      if (created !== undefined) {
-        // New shard directories: their own entries in their parents must be durable too.
-        await this.#syncDir(join(shardDir, ".."));
-        await this.#syncDir(this.#piecesDir);
-      }
       await db.put(key, record);
       this.#reserved -= writer.size;
       this.#used += writer.size;
@@ -857,6 +903,16 @@ class FsPieceStoreImpl implements FsPieceStore {
     } finally {
       unlock();
     }
+  }
+
+  /** Makes the 256 shard directories that are missing; if any was, fsyncs `pieces/` so their entries are durable. */
+  async #makeShardDirs(): Promise<void> {
+    let made = false;
+    for (let shard = 0; shard < 256; shard++) {
+      const created = await this.#fs.mkdir(join(this.#piecesDir, shard.toString(16).padStart(2, "0")), { recursive: true });
+      if (created !== undefined) made = true;
+    }
+    if (made) await this.#syncDir(this.#piecesDir);
   }
 
   async #syncDir(path: string): Promise<void> {
