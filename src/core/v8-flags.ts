@@ -17,3 +17,20 @@
 import { setFlagsFromString } from "node:v8";
 
 setFlagsFromString("--external-memory-accounted-in-global-limit");
+
+/**
+ * Node options for the command line of every dstor process: V8 reads these
+ * only when it starts (set later with `setFlagsFromString`, they measurably
+ * do nothing). `bin/dstor` passes them, and so does `spawnCliProcess` for the
+ * farmers and drives dstor starts itself (a test holds the two lists equal).
+ *
+ * `--heap-growing-percent=100`: after a full GC the old generation may grow
+ * to twice what survived before the next one. Left to itself V8 grew a
+ * farmer's limit by only ~20 % (~42 MB survive, mostly module source and
+ * code; limit ~51 MB), so a few MB of allocation started another full GC
+ * that freed almost nothing: ten farmers ran 7–11 of them during one
+ * 256 MiB `bench:network` upload, 235–462 ms of main-thread pauses plus
+ * concurrent marking; with the flag, 1 (114 ms). The cost is at most one
+ * more live heap's worth of garbage per process before it is collected.
+ */
+export const NODE_FLAGS: readonly string[] = ["--heap-growing-percent=100"];

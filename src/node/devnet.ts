@@ -22,6 +22,7 @@ import { type AbortOptions, withDeadline } from "../core/abort.js";
 import { spawnTied } from "../core/child.js";
 import { DstorError } from "../core/errors.js";
 import { type Logger, silentLogger } from "../core/logging.js";
+import { NODE_FLAGS } from "../core/v8-flags.js";
 
 /** Default TCP port every local farmer listens on (each on its own 127.0.N.1). */
 export const DEVNET_FARMER_PORT = 7001;
@@ -113,7 +114,7 @@ export interface CliProcess {
 }
 
 /**
- * Spawns `node <args>` tied to this process's lifetime and resolves `ready`
+ * Spawns `node <NODE_FLAGS> <args>` tied to this process's lifetime and resolves `ready`
  * with the first stdout JSON line whose `event` is `readyEvent`. Other
  * stdout lines are ignored; the tail of stderr explains an early exit.
  */
@@ -122,7 +123,7 @@ export function spawnCliProcess(
   readyEvent: string,
   options: { name: string; timeoutMs: number; signal?: AbortSignal | undefined; onExit?: (reason: string) => void },
 ): CliProcess {
-  const child = spawnTied(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawnTied(process.execPath, [...NODE_FLAGS, ...args], { stdio: ["ignore", "pipe", "pipe"] });
   let stderrTail = "";
   child.stderr?.on("data", (chunk: Buffer) => {
     stderrTail = (stderrTail + chunk.toString()).slice(-2000);

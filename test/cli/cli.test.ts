@@ -1,13 +1,20 @@
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { test } from "node:test";
 import { promisify } from "node:util";
+import { NODE_FLAGS } from "../../src/core/v8-flags.js";
 
 const run = promisify(execFile);
 const DSTOR = resolve(import.meta.dirname, "../../../bin/dstor");
+
+test("bin/dstor starts node with every NODE_FLAGS option", async () => {
+  const exec = (await readFile(DSTOR, "utf8")).split("\n").find((line) => line.startsWith("exec "));
+  assert.ok(exec !== undefined, "bin/dstor execs node");
+  assert.equal(exec, `exec "$node" ${NODE_FLAGS.join(" ")} "$root/dist/src/cli/main.js" "$@"`);
+});
 
 test("dstor --help lists the commands and exits 0", async () => {
   const { stdout } = await run(DSTOR, ["--help"]);
