@@ -89,13 +89,11 @@ export interface FarmerStream extends ByteSource, ByteSink {
    */
   transientReads?(on: boolean): void;
   /**
-   * Optional. Sends `data` like `send` but does not keep it past `release`,
-   * which the transport calls once it no longer reads `data` (sent, or the
-   * stream failed), so the caller may reuse the memory. If it throws,
-   * `release` is not called and the caller still owns `data`. Direct
-   * connections implement it; without it every chunk sent is fresh memory.
+   * Optional, {@link BorrowingByteSink.sendBorrowed}: sends memory the
+   * caller gets back. Direct connections implement it; without it every
+   * chunk sent is fresh memory.
    */
-  sendBorrowed?(data: Uint8Array, release: () => void): boolean;
+  sendBorrowed?: BorrowingByteSink["sendBorrowed"];
   /** Closes our writing side once queued bytes are handed to the transport. */
   close(options?: AbortOptions): Promise<void>;
   /** Resets the stream at once. */

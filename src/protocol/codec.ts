@@ -380,9 +380,14 @@ export function writeFrame(sink: ByteSink, payload: Uint8Array, options: WriteFr
   return writeFrameVia(payload, options, (bytes, signal) => sendRespectingBackpressure(sink, bytes, signal));
 }
 
-/** A sink that can send memory it does not keep (see `FarmerStream.sendBorrowed`). */
+/** A sink that can send memory it does not keep. */
 export interface BorrowingByteSink extends ByteSink {
-  /** Sends `data`, calling `release` once it no longer reads it; if it throws, `release` is not called. */
+  /**
+   * Sends `data` like `send` but does not keep it past `release`, which the
+   * transport calls once it no longer reads `data` (sent, or the stream
+   * failed), so the caller may reuse the memory. If it throws, `release` is
+   * not called and the caller still owns `data`.
+   */
   sendBorrowed(data: Uint8Array, release: () => void): boolean;
 }
 
