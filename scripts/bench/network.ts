@@ -60,14 +60,22 @@ async function writeAndSync(path: string, chunks: AsyncIterable<Uint8Array> | It
   return { bytes, fsyncMs };
 }
 
-/** CPU seconds (user + system) and minor page faults of a process so far, from /proc (0 when it is gone). */
-async function usageOf(pid: number): Promise<{ cpu: number; faults: number }> {
+interface Usage {
+  cpu: number;
+  faults: number;
+  /** Bytes the process has read with read-like system calls (sockets included): /proc/PID/io `rchar`. */
+  readBytes: number;
+}
+
+/** CPU seconds (user + system), minor page faults and bytes read of a process so far, from /proc (0 when it is gone). */
+async function usageOf(pid: number): Promise<Usage> {
   try {
     // Fields after the ")" that ends the command name: minflt is the 8th, utime the 12th, stime the 13th (in clock ticks).
     const fields = (await readFile(`/proc/${pid}/stat`, "utf8")).split(")").pop()!.trim().split(/\s+/);
-    return { cpu: (Number(fields[11]) + Number(fields[12])) / 100, faults: Number(fields[7]) };
+    const rchar = /^rchar: (\d+)$/m.exec(await readFile(`/proc/${pid}/io`, "utf8"));
+    return { cpu: (Number(fields[11]) + Number(fields[12])) / 100, faults: Number(fields[7]), readBytes: Number(rchar?.[1] ?? 0) };
   } catch {
-    return { cpu: 0, faults: 0 };
+    return { cpu: 0, faults: 0, readBytes: 0 };
   }
 }
 
@@ -79,11 +87,16 @@ async function usageOf(pid: number): Promise<{ cpu: number; faults: number }> {
  * thread was not waiting for I/O: near 1 means that one thread, on CPU or
  * waiting for a core, sets the pace), its full GCs and GC pause time, and
  * minor page faults per MB of the renter and the farmers (fresh memory
- * touched; costly on virtual machines).
+ * touched; costly on virtual machines), and the bytes the farmers read per
+ * byte of user data (sockets and disk: what the long tail costs them).
  */
 async function cpuMeter(pids: { farmers: number[]; chain: number }): Promise<() => Promise<Record<string, number>>> {
-  const farmers = async (): Promise<{ cpu: number; faults: number }> =>
-    (await Promise.all(pids.farmers.map(usageOf))).reduce((a, b) => ({ cpu: a.cpu + b.cpu, faults: a.faults + b.faults }), { cpu: 0, faults: 0 });
+  const farmers = async (): Promise<Usage> =>
+    (await Promise.all(pids.farmers.map(usageOf))).reduce((a, b) => ({ cpu: a.cpu + b.cpu, faults: a.faults + b.faults, readBytes: a.readBytes + b.readBytes }), {
+      cpu: 0,
+      faults: 0,
+      readBytes: 0,
+    });
   const renter0 = process.cpuUsage();
   const [farmers0, chain0] = [await farmers(), (await usageOf(pids.chain)).cpu];
   const elu0 = performance.eventLoopUtilization();
@@ -112,6 +125,7 @@ async function cpuMeter(pids: { farmers: number[]; chain: number }): Promise<() 
       renterCpuSecondsPerMB: round((r.user + r.system) / 1e6 / mb, 4),
       farmersCpuSecondsPerMB: round((farmers1.cpu - farmers0.cpu) / mb, 4),
       farmersMinorFaultsPerMB: Math.round((farmers1.faults - farmers0.faults) / mb),
+      farmersReadBytesPerByte: round((farmers1.readBytes - farmers0.readBytes) / FILE_BYTES, 3),
       chainCpuSecondsPerMB: round(((await usageOf(pids.chain)).cpu - chain0) / mb, 4),
     };
   };
