@@ -230,7 +230,7 @@ export function farmerClientTransport(client: FarmerClient, init: FarmerTranspor
         client.put(
           at,
           { order: request.order.order, signature: request.order.signature, pieceId: request.pieceId, size: request.data.byteLength, root: request.root },
-          request.data,
+          request.chunks ?? request.data,
           options,
         ),
       );

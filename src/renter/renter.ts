@@ -19,7 +19,10 @@
  * there are no spares left and `optimal` is out of reach the segment fails
  * with `NOT_ENOUGH_FARMERS`. Before resolving, a segment waits for its aborted
  * puts to settle, so its layout buffer is never reused while a stream still
- * reads from it.
+ * reads from it. The race is paced (src/renter/pacing.ts): only the
+ * `optimal` puts furthest ahead send freely, the others a head start, until
+ * one fails or all stand still — so the cancelled puts cost little of the
+ * renter's uplink and the farmers' work.
  *
  * Atomicity. Metadata is written once, after every segment is stored. A
  * failed upload writes nothing; pieces it did store are deleted on their
@@ -55,6 +58,7 @@ import { type FarmerRecord, INLINE_MAX_BYTES, type InodeRecord, type SegmentMeta
 import { createSegmentPipeline, type EncodedSegment, encodeSegment, type FileSecrets, segmentChunks, segmentLayoutBytes, type SegmentPipelineComponents } from "../pipeline/index.js";
 import { OrderAction } from "../protocol/orders.js";
 import { Coalescer } from "./coalesce.js";
+import { LongTailPacer } from "./pacing.js";
 import { failureDomain, type SelectionPolicy, selectFarmers } from "./selection.js";
 import type { DealProvider, FarmerCandidate, FarmerDirectory, FarmerRef, OrderAuthority, PieceTransport } from "./types.js";
 
@@ -92,6 +96,17 @@ const MAX_POOLED_LAYOUT_BYTES = 20 * MIB;
 const VERIFY_PARALLELISM = 8;
 /** How long a farmer list from the directory is reused, in ms. */
 const CANDIDATE_TTL_MS = 30_000;
+/**
+ * Long-tail pacing (src/renter/pacing.ts): a paced put hands its piece over
+ * in chunks of 1/8 of the piece, at most 256 KiB (one DATA frame); a spare's
+ * head start is one chunk; a segment whose puts all stand still for 1 s
+ * while a spare waits races the spares; a waiting spare is handed a chunk
+ * every 10 s (its farmer drops a put idle for FRAME_IDLE_TIMEOUT_MS, 30 s).
+ */
+const PACE_CHUNK_BYTES = 256 * 1024;
+const PACE_CHUNKS_PER_PIECE = 8;
+const PACE_STALL_MS = 1_000;
+const PACE_KEEP_ALIVE_MS = 10_000;
 
 /** Injected dependencies of a {@link Renter}. */
 export interface RenterComponents {
@@ -604,7 +619,7 @@ export class Renter {
     await Promise.all(jobs);
   }
 
-  async #putPiece(farmer: FarmerCandidate, pieceId: string, root: string, data: Uint8Array, signal: AbortSignal): Promise<void> {
+  async #putPiece(farmer: FarmerCandidate, pieceId: string, root: string, data: Uint8Array, signal: AbortSignal, chunks?: AsyncIterable<Uint8Array>): Promise<void> {
     const dealId = await this.#c.deals.ensureDeal(farmer, { signal });
     if (this.#knownDeals.get(farmer.address) !== dealId) {
       // Gets and deletes later sign orders under this deal; keep it with the farmer's record.
@@ -612,7 +627,7 @@ export class Renter {
       this.#knownDeals.set(farmer.address, dealId);
     }
     const order = await this.#c.orders.sign({ farmer: farmer.address, dealId, pieceId, action: OrderAction.Put, maxBytes: data.byteLength });
-    await this.#c.transport.put(farmer, { order, pieceId, root, data }, { signal });
+    await this.#c.transport.put(farmer, { order, pieceId, root, data, ...(chunks === undefined ? {} : { chunks }) }, { signal });
   }
 
   async #uploadSegment(encoded: EncodedSegment, stats: { longTailCancelled: number; replaced: number }, signal: AbortSignal): Promise<SegmentMeta> {
@@ -629,6 +644,8 @@ export class Renter {
     }
     const tail = new AbortController();
     const combined = AbortSignal.any([signal, tail.signal]);
+    const paceChunk = Math.max(1, Math.min(PACE_CHUNK_BYTES, Math.ceil(record.pieceSize / PACE_CHUNKS_PER_PIECE)));
+    const pacer = new LongTailPacer({ optimal, total, headStartBytes: paceChunk, chunkBytes: paceChunk, stallMs: PACE_STALL_MS, keepAliveMs: PACE_KEEP_ALIVE_MS });
     const holders: Record<number, string> = {};
     const tried = new Set<string>();
     const active = new Map<number, FarmerCandidate>();
@@ -646,9 +663,10 @@ export class Renter {
         inFlight++;
         const piece = pieces[number]!;
         const began = performance.now();
-        this.#putPiece(farmer, hex(piece.id), hex(piece.root), piece.data, combined).then(
+        this.#putPiece(farmer, hex(piece.id), hex(piece.root), piece.data, combined, pacer.chunks(number, piece.data, combined)).then(
           () => {
             inFlight--;
+            pacer.succeeded(number);
             active.delete(number);
             holders[number] = farmer.address;
             void this.#recordOutcome(farmer, { ok: true, bytes: piece.data.byteLength, ms: performance.now() - began });
@@ -662,6 +680,7 @@ export class Renter {
           (error: unknown) => {
             inFlight--;
             active.delete(number);
+            pacer.failed(number);
             if (!reachedOptimal && !signal.aborted) {
               lastError = error;
               this.#log.debug("piece put failed", { farmer: farmer.address, piece: number, error });

@@ -37,6 +37,11 @@ export interface PutPieceRequest {
   /** Merkle root, 64 lowercase hex. */
   readonly root: string;
   readonly data: Uint8Array;
+  /**
+   * When given, the bytes of `data` in order as the renter lets them go (a
+   * paced put, src/renter/pacing.ts); the transport sends these instead.
+   */
+  readonly chunks?: AsyncIterable<Uint8Array>;
 }
 
 /** Download a leaf-aligned range of a piece (or all of it). */

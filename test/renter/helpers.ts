@@ -39,6 +39,8 @@ export interface FakeBehaviour {
   refuseGets?: boolean;
   /** Puts never finish unless aborted. */
   stallPuts?: boolean;
+  /** Puts take this many bytes of a piece, then never finish unless aborted. */
+  stallPutsAfterBytes?: number;
   /** Gets never finish unless aborted. */
   stallGets?: boolean;
 }
@@ -50,6 +52,8 @@ export interface FakeFarmer extends FarmerCandidate {
   puts: number;
   gets: number;
   aborted: number;
+  /** Bytes of pieces this farmer was handed, whole or not. */
+  received: number;
 }
 
 /** Never resolves; rejects when `signal` aborts, counting the abort on `f`. */
@@ -95,6 +99,7 @@ export class FakeNetwork implements PieceTransport, FarmerDirectory, DealProvide
         puts: 0,
         gets: 0,
         aborted: 0,
+        received: 0,
       });
     }
   }
@@ -127,12 +132,23 @@ export class FakeNetwork implements PieceTransport, FarmerDirectory, DealProvide
     f.puts++;
     if (f.behaviour.failPuts) throw new DstorError("QUOTA_EXCEEDED", "full");
     if (f.behaviour.stallPuts) await stall(f, options.signal);
-    await new Promise((r) => setImmediate(r));
-    if (options.signal?.aborted) {
-      f.aborted++;
-      throw abortReason(options.signal);
+    // Take the bytes as a network would: chunk by chunk, a turn of the event loop each.
+    const parts: Uint8Array[] = [];
+    let taken = 0;
+    for await (const chunk of request.chunks ?? [request.data]) {
+      if (taken >= (f.behaviour.stallPutsAfterBytes ?? Number.POSITIVE_INFINITY)) await stall(f, options.signal);
+      parts.push(chunk.slice());
+      taken += chunk.byteLength;
+      f.received += chunk.byteLength;
+      await new Promise((r) => setImmediate(r));
+      if (options.signal?.aborted) {
+        f.aborted++;
+        throw abortReason(options.signal);
+      }
     }
-    f.pieces.set(request.pieceId, new Uint8Array(request.data));
+    const piece = new Uint8Array(Buffer.concat(parts));
+    if (Buffer.compare(piece, request.data) !== 0) throw new DstorError("INTEGRITY_MISMATCH", "the bytes sent are not the piece");
+    f.pieces.set(request.pieceId, piece);
   }
 
   async get(farmer: FarmerRef, request: GetPieceRequest, options: AbortOptions = {}): Promise<GetPieceResult> {

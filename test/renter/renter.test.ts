@@ -108,6 +108,41 @@ describe("renter over in-memory farmers", () => {
     assert.equal(sha(await collect(renter.read("/tail"))), sha(data));
   });
 
+  it("paces the long tail: on equal farmers the cancelled puts were handed only a head start", async (t) => {
+    const net = new FakeNetwork(10);
+    const { renter, metadata } = await fakeRenter(t, net, { segmentSize: SEGMENT });
+    const data = new Uint8Array(randomBytes(3 * SEGMENT));
+    const result = await renter.put("/paced", [data]);
+    assert.equal(result.piecesStored, 24);
+    assert.equal(result.longTailCancelled, 6, "two puts per segment were still running at optimal");
+    const segments = await metadata.segments((await metadata.lookup("/paced")).inode);
+    const pieceBytes = segments.reduce((n, s) => n + s.pieceSize, 0);
+    const received = net.farmers.reduce((n, f) => n + f.received, 0);
+    // Stored: 8 pieces a segment. Unpaced, the two cancelled puts of a segment
+    // would have taken about two more whole pieces; paced, a chunk (1/8) or two.
+    assert.ok(received < 8.5 * pieceBytes, `farmers were handed ${(received / pieceBytes).toFixed(2)} pieces per segment`);
+    for (const s of segments) {
+      for (const n of [0, 1, 2, 3]) assert.ok(s.holders[n] !== undefined, `segment ${s.index}: data piece ${n} stored (the spares are the parity pieces started last)`);
+    }
+    assert.equal(sha(await collect(renter.read("/paced"))), sha(data));
+  });
+
+  it("farmers that stall in the middle of a piece are raced by the spares", async (t) => {
+    const net = new FakeNetwork(10);
+    const { renter, metadata } = await fakeRenter(t, net, { segmentSize: SEGMENT });
+    const data = new Uint8Array(randomBytes(2 * SEGMENT));
+    const stalled = [net.farmers[0]!, net.farmers[1]!];
+    for (const f of stalled) f.behaviour.stallPutsAfterBytes = SEGMENT / 8;
+    const result = await renter.put("/stalled", [data]);
+    assert.equal(result.piecesStored, 16);
+    const holders = new Set((await metadata.segments((await metadata.lookup("/stalled")).inode)).flatMap((s) => Object.values(s.holders)));
+    for (const f of stalled) {
+      assert.ok(f.received >= SEGMENT / 8, "the stalled farmer took part of a piece first");
+      assert.ok(!holders.has(f.address), "and holds nothing");
+    }
+    assert.equal(sha(await collect(renter.read("/stalled"))), sha(data));
+  });
+
   it("replaces failed farmers with spares", async (t) => {
     const net = new FakeNetwork(12);
     for (const i of [0, 1, 2, 3]) net.farmers[i]!.behaviour.failPuts = true;
