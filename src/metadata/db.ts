@@ -36,6 +36,11 @@
  * while it was in flight (`#epoch`): otherwise it might store a value the
  * batch already replaced. Cached records are frozen and shared; callers
  * copy before changing one (as `setattr` does).
+ *
+ * Farmer table: the `f/` records (a renter's farmers: hundreds to a few
+ * thousand, read for every piece transfer and every segment's selection)
+ * are loaded whole on first use and kept current by `#batch` the same way,
+ * frozen and shared too.
  */
 import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -101,7 +106,8 @@ const direntPrefix = (parent: number): string => `d/${parent}/`;
 const direntKey = (parent: number, name: string): string => `d/${parent}/${name}`;
 const segmentPrefix = (inode: number): string => `s/${inode}/`;
 const segmentKey = (inode: number, index: number): string => `s/${inode}/${pad(index, 10)}`;
-const farmerKey = (address: string): string => `f/${address}`;
+const FARMER_PREFIX = "f/";
+const farmerKey = (address: string): string => `${FARMER_PREFIX}${address}`;
 const pieceKey = (farmer: string, pieceId: string): string => `p/${farmer}/${pieceId}`;
 const pendingKey = (farmer: string, pieceId: string): string => `x/${farmer}/${pieceId}`;
 /** Upper bound of a prefix scan: `d/5/` → `d/50` ('/' + 1 = '0'). */
@@ -128,6 +134,8 @@ export class MetadataDb {
   readonly #tree = new Map<string, Value | typeof ABSENT>();
   /** Bumped by every batch: a get that spans a batch does not fill the cache. */
   #epoch = 0;
+  /** Every `f/` record by key, once loaded (see the module note). */
+  #farmerTable: Map<string, FarmerRecord> | undefined;
 
   /** Use {@link openMetadataDb}. */
   constructor(dir: string, db: Level<string, Value>, logger: Logger) {
@@ -174,10 +182,15 @@ export class MetadataDb {
       // LevelDB applied all or nothing, but which is unknown here: forget what may be stale.
       this.#epoch++;
       this.#tree.clear();
+      this.#farmerTable = undefined;
       throw error;
     }
     this.#epoch++;
     for (const op of ops) {
+      if (this.#farmerTable !== undefined && op.key.startsWith(FARMER_PREFIX)) {
+        if (op.type === "put") this.#farmerTable.set(op.key, deepFreeze(structuredClone(op.value as FarmerRecord)));
+        else this.#farmerTable.delete(op.key);
+      }
       if (!cacheable(op.key)) continue;
       // A value put here may still be the caller's own object: cache a frozen copy.
       this.#remember(op.key, op.type === "put" ? deepFreeze(structuredClone(op.value)) : ABSENT);
@@ -618,14 +631,24 @@ export class MetadataDb {
     return this.#get<SegmentMeta>(segmentKey(inode, index));
   }
 
-  /** The renter's record of `address`, if any. */
-  farmer(address: string): Promise<FarmerRecord | undefined> {
-    return this.#get<FarmerRecord>(farmerKey(address.toLowerCase()));
+  /** The renter's record of `address`, if any (frozen: copy it to change it). */
+  async farmer(address: string): Promise<FarmerRecord | undefined> {
+    return (await this.#farmers()).get(farmerKey(address.toLowerCase()));
   }
 
-  /** Every farmer the renter has a record of. */
+  /** Every farmer the renter has a record of (frozen records). */
   async farmers(): Promise<FarmerRecord[]> {
-    return (await this.#scan<FarmerRecord>("f/")).map(([, f]) => f);
+    return [...(await this.#farmers()).values()];
+  }
+
+  /** The farmer table, loaded on first use; a load that spans a batch is not kept (its scan may predate the batch). */
+  async #farmers(): Promise<ReadonlyMap<string, FarmerRecord>> {
+    if (this.#farmerTable !== undefined) return this.#farmerTable;
+    const epoch = this.#epoch;
+    const table = new Map<string, FarmerRecord>();
+    for (const [key, record] of await this.#scan<FarmerRecord>(FARMER_PREFIX)) table.set(key, deepFreeze(record));
+    if (epoch === this.#epoch && this.#farmerTable === undefined) this.#farmerTable = table;
+    return table;
   }
 
   /**
@@ -635,7 +658,7 @@ export class MetadataDb {
   updateFarmer(address: string, update: (record: FarmerRecord) => FarmerRecord): Promise<FarmerRecord> {
     return this.#write(async () => {
       const key = farmerKey(address.toLowerCase());
-      const current = (await this.#get<FarmerRecord>(key)) ?? newFarmerRecord(address);
+      const current = (await this.#farmers()).get(key) ?? newFarmerRecord(address);
       const next = update({ ...current });
       await this.#batch([{ type: "put", key, value: next }]);
       return next;
@@ -679,7 +702,7 @@ export class MetadataDb {
   importEntries(entries: ReadonlyArray<readonly [string, unknown]>): Promise<void> {
     return this.#write(async () => {
       for await (const key of this.#db.keys()) {
-        if (key !== inodeKey(ROOT_INODE) && key !== "m/next" && !key.startsWith("f/")) {
+        if (key !== inodeKey(ROOT_INODE) && key !== "m/next" && !key.startsWith(FARMER_PREFIX)) {
           throw new DstorError("FILE_EXISTS", `the renter metadata in ${this.dir} is not empty; recover into a fresh --home`);
         }
       }

@@ -180,6 +180,36 @@ describe("metadata db", () => {
     assert.equal((await db.farmers()).length, 1);
   });
 
+  it("farmer table: loads racing updates see what a fresh open sees; records handed out are frozen", async (t) => {
+    const { db, dir } = await tempDb(t);
+    const addresses = ["0x01", "0x02", "0x03", "0x04"];
+    await db.updateFarmer(addresses[0]!, (r) => ({ ...r, successes: 1 }));
+    // The table is not loaded yet: the first reads start between writes, so some loads span a batch.
+    const pending: Array<Promise<unknown>> = [];
+    for (let round = 0; round < 10; round++) {
+      for (const a of addresses) {
+        pending.push(db.farmers(), db.farmer(a), db.updateFarmer(a, (r) => ({ ...r, successes: r.successes + 1, bytes: r.bytes + round })));
+      }
+    }
+    await Promise.all(pending);
+    const view = async (d: MetadataDb) => (await d.farmers()).map((r) => JSON.stringify(r)).sort();
+    const cached = await view(db);
+    assert.equal(cached.length, 4);
+    assert.equal((await db.farmer("0x01"))?.successes, 11);
+    const record = (await db.farmer("0x02"))!;
+    assert.ok(Object.isFrozen(record) && Object.isFrozen(record.multiaddrs));
+    assert.throws(() => {
+      (record as { successes: number }).successes = 0;
+    }, TypeError);
+    await db.close();
+    const fresh = await openMetadataDb({ dir });
+    try {
+      assert.deepEqual(cached, await view(fresh));
+    } finally {
+      await fresh.close();
+    }
+  });
+
   it("a second opener in this process gets HOME_IN_USE", async (t) => {
     const { dir } = await tempDb(t);
     await assert.rejects(openMetadataDb({ dir }), (e: unknown) => {
