@@ -23,7 +23,7 @@ import {
   MAX_EGRESS_MESSAGE_BYTES,
 } from "../protocol/egress.js";
 import { type Multiaddr, multiaddr } from "@multiformats/multiaddr";
-import type { AbortOptions } from "../core/abort.js";
+import { type AbortOptions, raceSignal } from "../core/abort.js";
 import { DstorError, type DstorErrorCode } from "../core/errors.js";
 import { verifyMerkleMultiproof, verifyMerkleProof } from "../crypto/merkle.js";
 import { type FarmerStream, withTransientReads } from "./service.js";
@@ -175,11 +175,26 @@ export class FarmerClient {
       let uploadError: unknown;
       try {
         await writeMessage(stream, header, { signal: uploadSignal });
-        const chunks: AsyncIterable<Uint8Array> | Iterable<Uint8Array> = data instanceof Uint8Array ? [data] : data;
-        for await (const chunk of chunks) {
-          sent += chunk.byteLength;
-          if (sent > request.size) throw new DstorError("INVALID_ARGUMENT", `the data is longer than the declared ${request.size} bytes`);
-          await writeData(stream, chunk, { signal: uploadSignal, frameBytes: DATA_FRAME_BYTES });
+        const chunks: AsyncIterator<Uint8Array> =
+          data instanceof Uint8Array
+            ? (async function* () {
+                yield data;
+              })()
+            : data[Symbol.asyncIterator]();
+        try {
+          for (;;) {
+            // Raced against the upload's signal: a source that waits (a paced
+            // put, src/renter/pacing.ts) must not hold up an early answer.
+            const next = await raceSignal(chunks.next(), uploadSignal);
+            if (next.done === true) break;
+            const chunk = next.value;
+            sent += chunk.byteLength;
+            if (sent > request.size) throw new DstorError("INVALID_ARGUMENT", `the data is longer than the declared ${request.size} bytes`);
+            await writeData(stream, chunk, { signal: uploadSignal, frameBytes: DATA_FRAME_BYTES });
+          }
+        } finally {
+          // Ends the source at its next yield; a rejection there is the source's own business.
+          void Promise.resolve(chunks.return?.()).catch(() => {});
         }
         if (sent !== request.size) throw new DstorError("INVALID_ARGUMENT", `the data is ${sent} bytes, not the declared ${request.size}`);
         await stream.close({ signal: uploadSignal });

@@ -230,6 +230,29 @@ test("a refused put gives the farmer's error code; the next put works", async ()
   assert.deepEqual(Buffer.from(await getPiece(renter, farmer, pieceId, root, data.byteLength)), Buffer.from(data));
 });
 
+test("a refusal ends a put whose source is waiting for its next chunk (a paced spare)", { timeout: 30_000 }, async () => {
+  const data = new Uint8Array(randomBytes(1024 * 1024));
+  let release: () => void = () => {};
+  const held = new Promise<void>((r) => {
+    release = r;
+  });
+  const chunks = (async function* () {
+    yield data.subarray(0, 256 * 1024);
+    await held; // the pacer holds the rest back
+    yield data.subarray(256 * 1024);
+  })();
+  const pieceId = randomBytes(32).toString("hex");
+  const wrongFarmer = Wallet.createRandom().address;
+  const order = createOrder({ chainId: CHAIN, dealId: 1n, renter: renter.wallet.address, farmer: wrongFarmer, pieceId, action: OrderAction.Put, maxBytes: data.byteLength });
+  const request = { ...(await signOrder(renter.wallet, CHAIN, order)), pieceId, size: data.byteLength, root: Buffer.from(merkleRoot(data)).toString("hex") };
+  try {
+    // Without the race against the upload's signal this never settles: the source waits for `held`.
+    await assert.rejects(renter.client.put(farmer.addr, request, chunks), (e) => isDstorError(e, "ORDER_WRONG_FARMER"));
+  } finally {
+    release();
+  }
+});
+
 test("an upload cancelled midway leaves nothing on the farmer, and the next one works", async () => {
   const used = farmer.store.usage().used;
   const controller = new AbortController();
