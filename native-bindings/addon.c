@@ -3,9 +3,11 @@
  *
  * Every argument is validated here, before any kernel runs: wrong types
  * throw a TypeError, wrong sizes or unknown kernels a RangeError. Kernels
- * themselves assume valid input. All functions are synchronous; callers that
- * need to keep the event loop free run them in a worker thread (the module is
- * context-aware, so it can be loaded in several workers).
+ * themselves assume valid input. All functions are synchronous except
+ * merkleRootAsync and gcmOpenBlocksAsync (aead_gcm.c), which run on libuv's
+ * thread pool and return a promise; other callers that need to keep the
+ * event loop free run them in a worker thread (the module is context-aware,
+ * so it can be loaded in several workers).
  */
 #include <math.h>
 #include <stdbool.h>
@@ -342,6 +344,79 @@ static napi_value merkle_root(napi_env env, napi_callback_info info) {
   return new_buffer32(env, root);
 }
 
+/* ---- merkleRootAsync(data): Promise<Uint8Array> ----
+ * The same root computed on libuv's thread pool, so a caller's event loop
+ * keeps running (the renter verifies every downloaded piece this way). The
+ * data is pinned by a reference until the work completes; the caller must
+ * not change it meanwhile. */
+typedef struct {
+  napi_async_work work;
+  napi_deferred deferred;
+  napi_ref data_ref;
+  const uint8_t *data;
+  size_t len;
+  bool ok;
+  uint8_t root[32];
+} root_job;
+
+static void root_job_execute(napi_env env, void *p) {
+  (void)env;
+  root_job *job = p;
+  job->ok = root_of(job->data, job->len, NULL, job->root);
+}
+
+static void root_job_complete(napi_env env, napi_status status, void *p) {
+  root_job *job = p;
+  napi_value value = NULL;
+  if (status == napi_ok && job->ok) {
+    void *copy = NULL;
+    if (napi_create_buffer_copy(env, 32, job->root, &copy, &value) != napi_ok) value = NULL;
+  }
+  if (value != NULL) {
+    napi_resolve_deferred(env, job->deferred, value);
+  } else {
+    napi_value message, error;
+    napi_create_string_utf8(env, status == napi_ok ? "merkleRootAsync: out of memory" : "merkleRootAsync: cancelled", NAPI_AUTO_LENGTH, &message);
+    napi_create_error(env, NULL, message, &error);
+    napi_reject_deferred(env, job->deferred, error);
+  }
+  napi_delete_reference(env, job->data_ref);
+  napi_delete_async_work(env, job->work);
+  free(job);
+}
+
+static napi_value merkle_root_async(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  uint8_t *data;
+  size_t len;
+  if (!one_bytes_arg(env, info, "merkleRootAsync(data) needs 1 argument", 1, argv, &data, &len))
+    return NULL;
+  root_job *job = calloc(1, sizeof *job);
+  if (job == NULL) {
+    napi_throw_error(env, NULL, "merkleRootAsync: out of memory");
+    return NULL;
+  }
+  job->data = data;
+  job->len = len;
+  napi_value promise, name;
+  if (napi_create_reference(env, argv[0], 1, &job->data_ref) != napi_ok) {
+    free(job);
+    throw_last_error(env);
+    return NULL;
+  }
+  if (napi_create_promise(env, &job->deferred, &promise) != napi_ok ||
+      napi_create_string_utf8(env, "dstor:merkleRoot", NAPI_AUTO_LENGTH, &name) != napi_ok ||
+      napi_create_async_work(env, NULL, name, root_job_execute, root_job_complete, job, &job->work) != napi_ok ||
+      napi_queue_async_work(env, job->work) != napi_ok) {
+    /* A promise created before the failure is left unsettled; the exception is what the caller sees. */
+    napi_delete_reference(env, job->data_ref);
+    free(job);
+    throw_last_error(env);
+    return NULL;
+  }
+  return promise;
+}
+
 /* ---- merkleRoots(pieces, out): void ---- */
 static napi_value merkle_roots(napi_env env, napi_callback_info info) {
   size_t argc = 2;
@@ -470,6 +545,7 @@ NAPI_MODULE_INIT() {
       {"merkleLeafHashes", merkle_leaf_hashes},
       {"merkleRoot", merkle_root},
       {"merkleRoots", merkle_roots},
+      {"merkleRootAsync", merkle_root_async},
       {"alignedBytes", aligned_bytes},
   };
   for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {

@@ -83,6 +83,8 @@ export interface NativeBindings {
    * `32 * pieces.length`. Nothing is written when an argument is invalid.
    */
   merkleRoots(pieces: readonly Uint8Array[], out: Uint8Array): void;
+  /** `merkleRoot` on libuv's thread pool; `data` must not change until it settles. */
+  merkleRootAsync(data: Uint8Array): Promise<Uint8Array>;
   /**
    * secp256k1 public-key recovery: the 64-byte uncompressed key X ‖ Y that
    * signed the 32-byte `hash` with (`r`, `s`, recovery bit `bit`), or null

@@ -43,6 +43,8 @@ interface AeadKernels {
   gcmSealSegment(key: Uint8Array, segmentId: Uint8Array, plaintext: Uint8Array, out: Uint8Array): void;
   /** -1 when all blocks authenticate, else the index (within the call) of the first that failed. */
   gcmOpenBlocks(key: Uint8Array, segmentId: Uint8Array, sealed: Uint8Array, firstBlock: number, totalBlocks: number, out: Uint8Array): number;
+  /** The same on libuv's thread pool; `sealed` and `out` must not be touched until it settles. */
+  gcmOpenBlocksAsync?(key: Uint8Array, segmentId: Uint8Array, sealed: Uint8Array, firstBlock: number, totalBlocks: number, out: Uint8Array): Promise<number>;
 }
 
 function kernels(options: AeadOptions | undefined): AeadKernels | undefined {
@@ -209,6 +211,27 @@ export function openSegment(key: Uint8Array, segmentId: Uint8Array, sealed: Uint
   return openBlocksUnchecked(key, segmentId, sealed, 0, blockCount(length), options);
 }
 
+/**
+ * {@link openSegment} off the event loop: with the native kernels the
+ * blocks are opened on libuv's thread pool (the caller must leave `sealed`
+ * and `options.into` alone until it settles); without them, it is
+ * {@link openSegment}. Same bytes, same errors.
+ */
+export async function openSegmentAsync(key: Uint8Array, segmentId: Uint8Array, sealed: Uint8Array, options?: OpenOptions): Promise<Uint8Array> {
+  const native = kernels(options);
+  if (native?.gcmOpenBlocksAsync === undefined) return openSegment(key, segmentId, sealed, options);
+  checkKeyAndId(key, segmentId);
+  assertArgument(sealed instanceof Uint8Array, "sealed segment must be a Uint8Array");
+  const length = tryPlaintextLength(sealed.byteLength);
+  if (length === undefined) throw decryptFailed(Math.floor(sealed.byteLength / SEALED_BLOCK_BYTES));
+  const totalBlocks = blockCount(length);
+  const out = openTarget(sealed, 0, totalBlocks, options);
+  const failed = await native.gcmOpenBlocksAsync(key, segmentId, sealed, 0, totalBlocks, out);
+  // The kernel zeroes `out` itself when a block fails.
+  if (failed >= 0) throw decryptFailed(failed);
+  return out;
+}
+
 /** Options of {@link openSegment}. */
 export interface OpenOptions extends AeadOptions {
   /**
@@ -250,14 +273,12 @@ export function openBlocks(
   return openBlocksUnchecked(key, segmentId, sealedBytesForBlocks, firstBlock, totalBlocksInSegment, options);
 }
 
-function openBlocksUnchecked(
-  key: Uint8Array,
-  segmentId: Uint8Array,
-  sealed: Uint8Array,
-  firstBlock: number,
-  totalBlocks: number,
-  options: OpenOptions | undefined,
-): Uint8Array {
+/**
+ * Checks the shape of sealed blocks `firstBlock …` of a `totalBlocks`-block
+ * segment and returns the buffer their plaintext goes to (`options.into`'s
+ * start, or new memory).
+ */
+function openTarget(sealed: Uint8Array, firstBlock: number, totalBlocks: number, options: OpenOptions | undefined): Uint8Array {
   const count = Math.max(1, Math.ceil(sealed.byteLength / SEALED_BLOCK_BYTES));
   const lastIncluded = firstBlock + count === totalBlocks;
   const lastSealed = sealed.byteLength - (count - 1) * SEALED_BLOCK_BYTES;
@@ -284,7 +305,19 @@ function openBlocksUnchecked(
   // Uninitialised is safe: every block is written, or the call throws and
   // the output is zeroed (a fresh buffer would be dropped anyway, but a
   // caller's buffer lives on).
-  const out = into === undefined ? uninitializedBytes(length) : into.subarray(0, length);
+  return into === undefined ? uninitializedBytes(length) : into.subarray(0, length);
+}
+
+function openBlocksUnchecked(
+  key: Uint8Array,
+  segmentId: Uint8Array,
+  sealed: Uint8Array,
+  firstBlock: number,
+  totalBlocks: number,
+  options: OpenOptions | undefined,
+): Uint8Array {
+  const count = Math.max(1, Math.ceil(sealed.byteLength / SEALED_BLOCK_BYTES));
+  const out = openTarget(sealed, firstBlock, totalBlocks, options);
   const native = kernels(options);
   if (native !== undefined) {
     const failed = native.gcmOpenBlocks(key, segmentId, sealed, firstBlock, totalBlocks, out);

@@ -136,6 +136,18 @@ export function merkleRoot(data: Uint8Array, options?: MerkleOptions): Uint8Arra
   return levels[levels.length - 1]!;
 }
 
+/**
+ * {@link merkleRoot} off the event loop: with the native addon the hashing
+ * runs on libuv's thread pool (leave `data` alone until it settles);
+ * without it, it is {@link merkleRoot}.
+ */
+export async function merkleRootAsync(data: Uint8Array, options?: MerkleOptions): Promise<Uint8Array> {
+  assertArgument(data instanceof Uint8Array, "piece data must be a Uint8Array");
+  const addon = native(options);
+  if (addon === undefined) return merkleRoot(data, options);
+  return new Uint8Array(await addon.merkleRootAsync(data));
+}
+
 /** Merkle roots of several pieces (one native call when the addon is present). */
 export function merkleRoots(pieces: readonly Uint8Array[], options?: MerkleOptions): Uint8Array[] {
   for (const p of pieces) assertArgument(p instanceof Uint8Array, "piece data must be a Uint8Array");

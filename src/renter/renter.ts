@@ -46,10 +46,10 @@ import { abortReason, raceSignal, throwIfAborted } from "../core/abort.js";
 import { DstorError, isDstorError } from "../core/errors.js";
 import { type Logger, silentLogger } from "../core/logging.js";
 import { MIB } from "../core/units.js";
-import { openBlocks, openSegment, sealedLength, sealedRangeFor, sealSegment } from "../crypto/aead.js";
+import { openBlocks, openSegment, openSegmentAsync, sealedLength, sealedRangeFor, sealSegment } from "../crypto/aead.js";
 import { BufferPool, bytesEqual, fromHex, toHex, uninitializedBytes } from "../crypto/bytes.js";
 import { deriveSegmentKey, generateFileId, generateFileKey, generateSegmentSalt, segmentId } from "../crypto/keys.js";
-import { LEAF_SIZE_BYTES, leafCount, merkleRoot, verifyMerkleMultiproof } from "../crypto/merkle.js";
+import { LEAF_SIZE_BYTES, leafCount, merkleRoot, merkleRootAsync, verifyMerkleMultiproof } from "../crypto/merkle.js";
 import { createErasureCoder, type ErasureCoder, type KernelChoice } from "../erasure/index.js";
 import { formatRedundancyStrategy, parseRedundancyStrategy, type RedundancyStrategy } from "../erasure/strategy.js";
 import type { MetadataDb, RemovedFile } from "../metadata/db.js";
@@ -280,8 +280,6 @@ export class Renter {
   readonly #pipelines = new Map<string, { pipeline: SegmentPipelineComponents; coder: ErasureCoder }>();
   #candidates: { at: number; list: FarmerCandidate[] } | undefined;
   readonly #knownDeals = new Map<string, bigint>();
-  /** Where whole segments are decoded before decryption (see #decodeWhole); grows to the largest segment read. */
-  #sealedScratch: Uint8Array | undefined;
   /**
    * Bulk buffers reused from segment to segment and from file to file (see
    * BufferPool; without them a 256 MiB upload or download allocates over
@@ -293,6 +291,8 @@ export class Renter {
   readonly #plaintextBuffers = new BufferPool(4 * MAX_POOLED_SEGMENT_BYTES, { idleMs: BULK_BUFFERS_IDLE_MS });
   readonly #layoutBuffers = new BufferPool(SEGMENTS_IN_FLIGHT * MAX_POOLED_LAYOUT_BYTES, { idleMs: BULK_BUFFERS_IDLE_MS });
   readonly #pieceBuffers = new BufferPool(48 * MIB, { idleMs: BULK_BUFFERS_IDLE_MS });
+  /** Sealed segments being opened, one per segment in flight (a sealed 8 MiB segment is a little over 8 MiB). */
+  readonly #sealedBuffers = new BufferPool((SEGMENTS_IN_FLIGHT + 1) * (MAX_POOLED_SEGMENT_BYTES + MIB), { idleMs: BULK_BUFFERS_IDLE_MS });
   /** Deal syncs and deletes of uploads that did not wait for them (see {@link settle}). */
   readonly #backgroundSyncs = new Set<Promise<void>>();
   /** Deal-state syncs per farmer (see {@link syncDeals}). */
@@ -803,11 +803,12 @@ export class Renter {
                 const root = fromHex(segment.pieceRoots[number]!);
                 const expectedBytes = whole ? segment.pieceSize : alignedEnd - alignedStart;
                 // No proof: the transport verified against the root we sent (see GetPieceResult).
+                // A whole piece is hashed on the thread pool: the event loop keeps receiving the others.
                 const ok =
                   data.byteLength === expectedBytes &&
                   (proof === undefined ||
                     (whole && proof.length === 0
-                      ? bytesEqual(merkleRoot(data), root)
+                      ? bytesEqual(await merkleRootAsync(data), root)
                       : verifyMerkleMultiproof(root, leaves, alignedStart / LEAF_SIZE_BYTES, data, proof)));
                 if (!ok) {
                   lastError = new DstorError("INTEGRITY_MISMATCH", `farmer ${address} returned piece ${number} of segment ${segment.index} with bad bytes`);
@@ -890,17 +891,18 @@ export class Renter {
     // Pieces arrive in reused buffers, given back once decoded (every get
     // has settled when #fetchPieces returns or throws).
     const buffers = { pool: this.#pieceBuffers, taken: [] as Uint8Array[] };
+    let scratch: Uint8Array | undefined;
     try {
       const pieces = await this.#fetchPieces(segment, coder.strategy.k, { offset: 0, length: segment.pieceSize }, signal, dealIds, buffers);
-      // Decode into one scratch buffer reused by every segment: decode and
-      // open run synchronously and the sealed bytes never escape, and a fresh
-      // 8 MiB buffer per segment costs a page fault per 4 KiB.
-      const need = segment.pieceSize * coder.strategy.k;
-      if (this.#sealedScratch === undefined || this.#sealedScratch.byteLength < need) this.#sealedScratch = uninitializedBytes(need);
-      const sealed = coder.decode(pieces, sealedLength(segment.plaintextLength), this.#sealedScratch);
-      return openSegment(deriveSegmentKey(fileKey, segment.index, fromHex(segment.salt)), segmentId(fileId, segment.index), sealed, { into });
+      // Decode into a pooled buffer (a fresh 8 MiB one per segment costs a
+      // page fault per 4 KiB), opened on the thread pool while the event
+      // loop receives the next segments' pieces.
+      scratch = this.#sealedBuffers.take(segment.pieceSize * coder.strategy.k);
+      const sealed = coder.decode(pieces, sealedLength(segment.plaintextLength), scratch);
+      return await openSegmentAsync(deriveSegmentKey(fileKey, segment.index, fromHex(segment.salt)), segmentId(fileId, segment.index), sealed, { into });
     } finally {
       this.#pieceBuffers.give(buffers.taken);
+      if (scratch !== undefined) this.#sealedBuffers.give([scratch]);
     }
   }
 

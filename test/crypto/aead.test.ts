@@ -11,6 +11,7 @@ import {
   blockCount,
   openBlocks as openBlocksFast,
   openSegment as openSegmentFast,
+  openSegmentAsync,
   plaintextLength,
   SEALED_BLOCK_BYTES,
   sealedLength,
@@ -338,5 +339,50 @@ for (const [pathName, options] of PATHS) describe(`ranged decrypt: ${pathName}`,
     assertDecryptFails(() => openBlocks(key, id, sealed.subarray(4 * SEALED_BLOCK_BYTES), 4, 7));
     assertDecryptFails(() => openBlocks(key, id, sealed.subarray(4 * SEALED_BLOCK_BYTES), 5, 6));
     assert.throws(() => openBlocks(key, id, block2, 6, 6), (e: unknown) => isDstorError(e, "INVALID_ARGUMENT"));
+  });
+});
+
+describe("openSegmentAsync (the native kernel on libuv's thread pool)", () => {
+  const key = new Uint8Array(randomBytes(32));
+  const id = new Uint8Array(randomBytes(24));
+
+  it("opens exactly what openSegment opens, into a given buffer or new memory, for every size", async () => {
+    for (const size of [0, 1, AEAD_BLOCK_BYTES - 1, AEAD_BLOCK_BYTES, AEAD_BLOCK_BYTES + 1, 5 * AEAD_BLOCK_BYTES + 777]) {
+      const pt = new Uint8Array(randomBytes(size));
+      const sealed = sealSegment(key, id, pt);
+      for (const [name, options] of PATHS) {
+        assert.deepEqual(await openSegmentAsync(key, id, sealed, options), pt, `${name}, ${size} bytes`);
+        const into = new Uint8Array(size + 5).fill(0xee);
+        const opened = await openSegmentAsync(key, id, sealed, { ...options, into });
+        assert.equal(opened.buffer, into.buffer);
+        assert.deepEqual(opened, pt);
+        assert.equal(into[size], 0xee, "nothing written past the plaintext");
+      }
+    }
+  });
+
+  it("fails like openSegment on any altered or cut block, and leaves zeros in a given buffer", async () => {
+    const pt = new Uint8Array(randomBytes(3 * AEAD_BLOCK_BYTES + 10));
+    const sealed = sealSegment(key, id, pt);
+    const bad = sealed.slice();
+    bad[2 * SEALED_BLOCK_BYTES + 5]! ^= 1;
+    for (const [name, options] of PATHS) {
+      const into = new Uint8Array(pt.length).fill(0xee);
+      await assert.rejects(openSegmentAsync(key, id, bad, { ...options, into }), (e: unknown) => isDstorError(e, "DECRYPT_FAILED") && /block 2\b/.test((e as Error).message), name);
+      assert.ok(into.every((b) => b === 0), `${name}: no unauthenticated byte left behind`);
+      await assert.rejects(openSegmentAsync(key, id, sealed.subarray(0, SEALED_BLOCK_BYTES), options), (e: unknown) => isDstorError(e, "DECRYPT_FAILED"), name);
+      await assert.rejects(openSegmentAsync(new Uint8Array(32), id, sealed, options), (e: unknown) => isDstorError(e, "DECRYPT_FAILED"), name);
+    }
+  });
+
+  it("refuses an output buffer overlapping the sealed bytes", async () => {
+    const sealed = sealSegment(key, id, new Uint8Array(randomBytes(1000)));
+    await assert.rejects(openSegmentAsync(key, id, sealed, { into: sealed }), (e: unknown) => isDstorError(e, "INVALID_ARGUMENT"));
+  });
+
+  it("many opens in flight at once each get their own bytes", async () => {
+    const pts = Array.from({ length: 12 }, (_, i) => new Uint8Array(randomBytes(2 * AEAD_BLOCK_BYTES + i)));
+    const opened = await Promise.all(pts.map((pt) => openSegmentAsync(key, id, sealSegment(key, id, pt))));
+    for (let i = 0; i < pts.length; i++) assert.deepEqual(opened[i], pts[i]);
   });
 });

@@ -18,6 +18,7 @@ import {
   merkleProof,
   merkleProofLength,
   merkleRoot,
+  merkleRootAsync,
   merkleRoots,
   multiproofLength,
   sortDealPieces,
@@ -288,5 +289,27 @@ describe("multiproofs", () => {
   it("a single-leaf multiproof equals the single-leaf proof", () => {
     const tree = buildMerkleTree(pattern(9 * LEAF_SIZE_BYTES));
     for (let i = 0; i < 9; i++) assert.deepEqual(merkleMultiproof(tree, i, i + 1), merkleProof(tree, i));
+  });
+});
+
+describe("merkleRootAsync (the native hashing on libuv's thread pool)", () => {
+  it("gives merkleRoot's root for every shape of piece, many in flight at once", async () => {
+    const sizes = [0, 1, LEAF_SIZE_BYTES - 1, LEAF_SIZE_BYTES, LEAF_SIZE_BYTES + 1, 64 * LEAF_SIZE_BYTES, 65 * LEAF_SIZE_BYTES + 3, 2 * 1024 * 1024];
+    const pieces = sizes.map((n) => new Uint8Array(randomBytes(n)));
+    const roots = await Promise.all(pieces.map((p) => merkleRootAsync(p)));
+    for (let i = 0; i < pieces.length; i++) {
+      assert.deepEqual(roots[i], merkleRoot(pieces[i]!), `${sizes[i]} bytes`);
+      assert.deepEqual(await merkleRootAsync(pieces[i]!, { native: false }), roots[i], `${sizes[i]} bytes without the addon`);
+    }
+  });
+
+  it("hashes a view of a larger buffer, not the buffer", async () => {
+    const big = new Uint8Array(randomBytes(10 * LEAF_SIZE_BYTES));
+    const view = big.subarray(LEAF_SIZE_BYTES + 7, 6 * LEAF_SIZE_BYTES);
+    assert.deepEqual(await merkleRootAsync(view), merkleRoot(view.slice()));
+  });
+
+  it("rejects what is not bytes", async () => {
+    await assert.rejects(merkleRootAsync("abc" as unknown as Uint8Array), (e: unknown) => (e as { code?: string }).code === "INVALID_ARGUMENT");
   });
 });

@@ -125,9 +125,24 @@ describe("native SHA-256 and Merkle", () => {
     native.merkleRoots([], new Uint8Array(0));
   });
 
+  it("merkleRootAsync resolves to merkleRoot's root, computed off the event loop", async () => {
+    const native = requireNative();
+    for (const len of [0, 1, 1024, 65_537, 2 * 1024 * 1024]) {
+      const data = pseudoRandomBytes(len, 70 + len);
+      const pending = native.merkleRootAsync(data);
+      assert.ok(pending instanceof Promise);
+      assert.deepEqual(new Uint8Array(await pending), refMerkleRoot(data), `length ${len}`);
+    }
+  });
+
   it("rejects bad arguments with TypeError or RangeError", () => {
     const native = requireNative();
     const n = native as unknown as Record<string, (...a: unknown[]) => unknown>;
+    assert.throws(() => n.merkleRootAsync!("abc"), TypeError);
+    assert.throws(() => n.merkleRootAsync!(), TypeError);
+    assert.throws(() => n.gcmOpenBlocksAsync!(new Uint8Array(32), new Uint8Array(24), new Uint8Array(15), 0, 1, new Uint8Array(0)), TypeError);
+    const overlapping = new Uint8Array(40);
+    assert.throws(() => n.gcmOpenBlocksAsync!(new Uint8Array(32), new Uint8Array(24), overlapping.subarray(0, 26), 0, 1, overlapping.subarray(20, 30)), RangeError);
     assert.throws(() => n.sha256!("abc"), TypeError);
     assert.throws(() => n.sha256!(), TypeError);
     assert.throws(() => n.sha256!(new Float64Array(2)), TypeError);
