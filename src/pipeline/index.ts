@@ -2,7 +2,7 @@
  * The segment pipeline, composed from src/erasure and src/crypto.
  */
 import type { Logger } from "../core/logging.js";
-import { merkleRoots } from "../crypto/merkle.js";
+import { merkleRootAsync, merkleRoots } from "../crypto/merkle.js";
 import { createErasureCoder, type KernelChoice } from "../erasure/index.js";
 import type { RedundancyStrategy } from "../erasure/strategy.js";
 import type { SegmentPipelineComponents } from "./segment.js";
@@ -24,5 +24,12 @@ export function createSegmentPipeline(init: SegmentPipelineInit): SegmentPipelin
     kernel: init.kernel ?? "auto",
     ...(init.logger === undefined ? {} : { logger: init.logger }),
   });
-  return { coder, hasher: { roots: (pieces) => merkleRoots(pieces) } };
+  return {
+    coder,
+    hasher: {
+      roots: (pieces) => merkleRoots(pieces),
+      // One job per piece on libuv's thread pool (several run at once).
+      rootsAsync: (pieces) => Promise.all(pieces.map((piece) => merkleRootAsync(piece))),
+    },
+  };
 }

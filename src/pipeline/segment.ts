@@ -45,6 +45,8 @@ export interface SegmentCoder {
 export interface PieceHasher {
   /** The Merkle root of each piece, in order. */
   roots(pieces: readonly Uint8Array[]): Uint8Array[];
+  /** The same off the event loop, when the hasher can (the pieces must not change until it settles). */
+  rootsAsync?(pieces: readonly Uint8Array[]): Promise<Uint8Array[]>;
 }
 
 /** Components of the segment pipeline. */
@@ -125,7 +127,46 @@ export function encodeSegment(
   plaintext: Uint8Array,
   options: EncodeSegmentOptions = {},
 ): EncodedSegment {
-  const { coder, hasher } = components;
+  const laid = layOutSegment(components, secrets, index, plaintext, options);
+  return describeSegment(laid, components.hasher.roots(laid.datas));
+}
+
+/**
+ * {@link encodeSegment} with the pieces hashed off the event loop when the
+ * hasher can (`rootsAsync`); sealing and parity stay synchronous. Same
+ * result; the plaintext may be reused as soon as the promise exists.
+ */
+export async function encodeSegmentAsync(
+  components: SegmentPipelineComponents,
+  secrets: FileSecrets,
+  index: number,
+  plaintext: Uint8Array,
+  options: EncodeSegmentOptions = {},
+): Promise<EncodedSegment> {
+  const laid = layOutSegment(components, secrets, index, plaintext, options);
+  const { hasher } = components;
+  return describeSegment(laid, hasher.rootsAsync === undefined ? hasher.roots(laid.datas) : await hasher.rootsAsync(laid.datas));
+}
+
+interface LaidOutSegment {
+  index: number;
+  salt: Uint8Array;
+  id: Uint8Array;
+  pieceIdKey: Uint8Array;
+  plaintextLength: number;
+  pieceSize: number;
+  datas: Uint8Array[];
+}
+
+/** Seals `plaintext` into the layout and computes the parity pieces. */
+function layOutSegment(
+  components: SegmentPipelineComponents,
+  secrets: FileSecrets,
+  index: number,
+  plaintext: Uint8Array,
+  options: EncodeSegmentOptions,
+): LaidOutSegment {
+  const { coder } = components;
   const salt = generateSegmentSalt();
   const id = segmentId(secrets.fileId, index);
   const key = deriveSegmentKey(secrets.fileKey, index, salt);
@@ -149,19 +190,22 @@ export function encodeSegment(
   const datas: Uint8Array[] = [];
   for (let i = 0; i < total; i++) datas.push(layout.subarray(i * pieceSize, (i + 1) * pieceSize));
   coder.encodeParity(datas);
-  const roots = hasher.roots(datas);
-  const pieces = datas.map((data, number) => ({
+  return { index, salt, id, pieceIdKey: secrets.pieceIdKey, plaintextLength: plaintext.byteLength, pieceSize, datas };
+}
+
+function describeSegment(laid: LaidOutSegment, roots: Uint8Array[]): EncodedSegment {
+  const pieces = laid.datas.map((data, number) => ({
     number,
-    id: derivePieceId(secrets.pieceIdKey, id, salt, number),
+    id: derivePieceId(laid.pieceIdKey, laid.id, laid.salt, number),
     root: roots[number]!,
     data,
   }));
   return {
     record: {
-      index,
-      salt,
-      plaintextLength: plaintext.byteLength,
-      pieceSize,
+      index: laid.index,
+      salt: laid.salt,
+      plaintextLength: laid.plaintextLength,
+      pieceSize: laid.pieceSize,
       pieceIds: pieces.map((p) => p.id),
       pieceRoots: roots,
     },

@@ -55,7 +55,7 @@ import { formatRedundancyStrategy, parseRedundancyStrategy, type RedundancyStrat
 import type { MetadataDb, RemovedFile } from "../metadata/db.js";
 import { normalizePath } from "../metadata/db.js";
 import { type FarmerRecord, INLINE_MAX_BYTES, type InodeRecord, type SegmentMeta, SNAPSHOT_INODE, type StoredFile } from "../metadata/types.js";
-import { createSegmentPipeline, type EncodedSegment, encodeSegment, type FileSecrets, segmentChunks, segmentLayoutBytes, type SegmentPipelineComponents } from "../pipeline/index.js";
+import { createSegmentPipeline, type EncodedSegment, encodeSegmentAsync, type FileSecrets, segmentChunks, segmentLayoutBytes, type SegmentPipelineComponents } from "../pipeline/index.js";
 import { OrderAction } from "../protocol/orders.js";
 import { Coalescer } from "./coalesce.js";
 import { LongTailPacer } from "./pacing.js";
@@ -509,7 +509,7 @@ export class Renter {
         const need = segmentLayoutBytes(pipeline.coder, plaintext.byteLength);
         const full = need > layoutBytes / 2;
         const layout = full ? this.#layoutBuffers.take(layoutBytes) : uninitializedBytes(need);
-        const encoded = encodeSegment(pipeline, secrets, index, plaintext, { layout });
+        const encoded = await encodeSegmentAsync(pipeline, secrets, index, plaintext, { layout });
         // Encoding copied the plaintext (sealed) into the layout.
         this.#plaintextBuffers.give([plaintext]);
         const i = slot++;

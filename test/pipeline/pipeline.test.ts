@@ -14,6 +14,7 @@ import {
   decodeStream,
   type EncodedSegment,
   encodeSegment,
+  encodeSegmentAsync,
   encodeStream,
   type FileSecrets,
   segmentChunks,
@@ -48,6 +49,26 @@ describe("segment pipeline", () => {
     // The data pieces are ciphertext: the plaintext does not appear in them.
     const needle = Buffer.from(plaintext.subarray(1000, 1032));
     assert.ok(!encoded.pieces.some((p) => Buffer.from(p.data).includes(needle)));
+  });
+
+  test("encodeSegmentAsync hashes on the thread pool and gives what encodeSegment gives, also without rootsAsync", async () => {
+    const s = secrets();
+    const plaintext = new Uint8Array(randomBytes(700_001));
+    const syncOnly = { coder: pipeline.coder, hasher: { roots: pipeline.hasher.roots } };
+    assert.ok(pipeline.hasher.rootsAsync !== undefined, "the real pipeline hashes off the event loop");
+    for (const components of [pipeline, syncOnly]) {
+      const layout = new Uint8Array(segmentLayoutBytes(pipeline.coder, plaintext.length));
+      const encoded = await encodeSegmentAsync(components, s, 5, plaintext, { layout });
+      assert.equal(encoded.pieces.length, 10);
+      assert.equal(encoded.pieces[0]!.data.buffer, layout.buffer);
+      encoded.pieces.forEach((piece, n) => {
+        assert.deepEqual(piece.root, merkleRoot(piece.data), `piece ${n}`);
+        assert.deepEqual(encoded.record.pieceRoots[n], piece.root);
+      });
+      assert.deepEqual(decodeSegment(pipeline, s, encoded.record, pick(encoded, [9, 2, 7, 4])), plaintext);
+      assert.equal(new Set(encoded.record.pieceIds.map((id) => Buffer.from(id).toString("hex"))).size, 10);
+    }
+    await assert.rejects(encodeSegmentAsync(pipeline, s, 1, plaintext, { layout: new Uint8Array(10) }), (e: unknown) => isDstorError(e, "INVALID_ARGUMENT"));
   });
 
   test("a caller-provided layout buffer is used and may be reused; a short one is refused", () => {
