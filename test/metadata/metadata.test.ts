@@ -21,6 +21,17 @@ async function tempDb(t: TestContext): Promise<{ db: MetadataDb; dir: string }> 
   return { db, dir };
 }
 
+/** Closes `db` and checks that a fresh open of `dir` shows `expected` through `view` (what a cache handed out is what is stored). */
+async function assertReopenShows<T>(db: MetadataDb, dir: string, view: (d: MetadataDb) => Promise<T>, expected: T): Promise<void> {
+  await db.close();
+  const fresh = await openMetadataDb({ dir });
+  try {
+    assert.deepEqual(await view(fresh), expected);
+  } finally {
+    await fresh.close();
+  }
+}
+
 const hex = (n: number, bytes: number): string => n.toString(16).padStart(bytes * 2, "0");
 
 function file(size: number, segments: number, farmers: string[] = ["0x01", "0x02"]): StoredFile {
@@ -201,13 +212,7 @@ describe("metadata db", () => {
     assert.throws(() => {
       (record as { successes: number }).successes = 0;
     }, TypeError);
-    await db.close();
-    const fresh = await openMetadataDb({ dir });
-    try {
-      assert.deepEqual(cached, await view(fresh));
-    } finally {
-      await fresh.close();
-    }
+    await assertReopenShows(db, dir, view, cached);
   });
 
   it("a second opener in this process gets HOME_IN_USE", async (t) => {
@@ -330,14 +335,7 @@ describe("metadata db", () => {
             pending.push(view(db), write, write.then(() => view(db), () => view(db)));
           }
           await Promise.allSettled(pending);
-          const cached = await view(db);
-          await db.close();
-          const fresh = await openMetadataDb({ dir });
-          try {
-            assert.deepEqual(cached, await view(fresh));
-          } finally {
-            await fresh.close();
-          }
+          await assertReopenShows(db, dir, view, await view(db));
         } finally {
           await db.close();
         }
