@@ -92,13 +92,19 @@ test("farmer daemon robustness", { timeout: 180_000 }, async (t) => {
     const piece = randomPiece(size);
     const put = await renter.order(dealId, farmerAddr, OrderAction.Put, piece.pieceId, size);
     const victim = farmer;
+    let killed: Promise<void> | undefined;
     async function* slowly(): AsyncGenerator<Uint8Array> {
       for (let offset = 0; offset < size; offset += MIB) {
-        if (offset === 24 * MIB) await victim.kill9();
+        if (offset === 24 * MIB) {
+          killed = victim.kill9();
+          await killed;
+        }
         yield piece.data.subarray(offset, offset + MIB);
       }
     }
+    // The put may fail (the connection drops) before the source has seen the kill through: wait for it.
     await assert.rejects(renter.client.put(farmer.addr, { ...put, pieceId: piece.pieceId, size, root: piece.root }, slowly()));
+    await killed;
     assert.equal(victim.child.signalCode, "SIGKILL");
     // The killed process left a temp file behind (or none); never a piece.
     assert.deepEqual((await listFiles(farmer.storage)).filter((p) => p.startsWith("pieces/")), []);
