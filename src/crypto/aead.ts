@@ -204,11 +204,22 @@ export function sealSegmentInto(
  * whole blocks), reordering, splicing or wrong key throws `DECRYPT_FAILED`.
  */
 export function openSegment(key: Uint8Array, segmentId: Uint8Array, sealed: Uint8Array, options?: OpenOptions): Uint8Array {
+  return openBlocksUnchecked(key, segmentId, sealed, 0, segmentBlockCount(key, segmentId, sealed), options);
+}
+
+/** Checks a whole sealed segment's arguments and length; its block count. */
+function segmentBlockCount(key: Uint8Array, segmentId: Uint8Array, sealed: Uint8Array): number {
   checkKeyAndId(key, segmentId);
   assertArgument(sealed instanceof Uint8Array, "sealed segment must be a Uint8Array");
   const length = tryPlaintextLength(sealed.byteLength);
   if (length === undefined) throw decryptFailed(Math.floor(sealed.byteLength / SEALED_BLOCK_BYTES));
-  return openBlocksUnchecked(key, segmentId, sealed, 0, blockCount(length), options);
+  return blockCount(length);
+}
+
+/** The native kernels' answer (-1, or the first failed block within the call; `out` already zeroed) as `out` or a throw. */
+function openedOrThrow(failed: number, firstBlock: number, out: Uint8Array): Uint8Array {
+  if (failed >= 0) throw decryptFailed(firstBlock + failed);
+  return out;
 }
 
 /**
@@ -220,16 +231,9 @@ export function openSegment(key: Uint8Array, segmentId: Uint8Array, sealed: Uint
 export async function openSegmentAsync(key: Uint8Array, segmentId: Uint8Array, sealed: Uint8Array, options?: OpenOptions): Promise<Uint8Array> {
   const native = kernels(options);
   if (native?.gcmOpenBlocksAsync === undefined) return openSegment(key, segmentId, sealed, options);
-  checkKeyAndId(key, segmentId);
-  assertArgument(sealed instanceof Uint8Array, "sealed segment must be a Uint8Array");
-  const length = tryPlaintextLength(sealed.byteLength);
-  if (length === undefined) throw decryptFailed(Math.floor(sealed.byteLength / SEALED_BLOCK_BYTES));
-  const totalBlocks = blockCount(length);
+  const totalBlocks = segmentBlockCount(key, segmentId, sealed);
   const out = openTarget(sealed, 0, totalBlocks, options);
-  const failed = await native.gcmOpenBlocksAsync(key, segmentId, sealed, 0, totalBlocks, out);
-  // The kernel zeroes `out` itself when a block fails.
-  if (failed >= 0) throw decryptFailed(failed);
-  return out;
+  return openedOrThrow(await native.gcmOpenBlocksAsync(key, segmentId, sealed, 0, totalBlocks, out), 0, out);
 }
 
 /** Options of {@link openSegment}. */
@@ -319,12 +323,7 @@ function openBlocksUnchecked(
   const count = Math.max(1, Math.ceil(sealed.byteLength / SEALED_BLOCK_BYTES));
   const out = openTarget(sealed, firstBlock, totalBlocks, options);
   const native = kernels(options);
-  if (native !== undefined) {
-    const failed = native.gcmOpenBlocks(key, segmentId, sealed, firstBlock, totalBlocks, out);
-    // The kernel zeroes `out` itself when a block fails.
-    if (failed >= 0) throw decryptFailed(firstBlock + failed);
-    return out;
-  }
+  if (native !== undefined) return openedOrThrow(native.gcmOpenBlocks(key, segmentId, sealed, firstBlock, totalBlocks, out), firstBlock, out);
   const keyObject = createSecretKey(key);
   for (let i = 0; i < count; i++) {
     const b = firstBlock + i;
