@@ -9,9 +9,9 @@
  * renter's uplink and the farmers' receive work and are thrown away.
  *
  * The pacer keeps the race but lets only the `optimal` puts furthest ahead
- * run freely. A put behind them (a spare) may send a head start of
- * `headStartBytes` (enough for the farmer to check the order and begin) and
- * then waits while it stays behind. The ranking is by bytes handed to the
+ * run freely. A put behind them (a spare) may send a head start of one
+ * chunk (enough for the farmer to check the order and begin) and then
+ * waits while it stays behind. The ranking is by bytes handed to the
  * transport, so the farmers slowest to take their first bytes become the
  * spares (on equal farmers: the puts started last, which are parity pieces,
  * so reads keep finding the data pieces). The pacing ends for the rest of
@@ -31,9 +31,7 @@ import { abortReason } from "../core/abort.js";
 export interface LongTailPacerInit {
   optimal: number;
   total: number;
-  /** Bytes a put may send before it waits while it is a spare. */
-  headStartBytes: number;
-  /** Size of each chunk handed to the transport. */
+  /** Size of each chunk handed to the transport; a spare's head start is one. */
   chunkBytes: number;
   /** No progress this long while a put waits ends the pacing, in ms. */
   stallMs: number;
@@ -52,7 +50,7 @@ export class LongTailPacer {
   #stallTimer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(init: LongTailPacerInit) {
-    if (!(init.chunkBytes > 0) || !(init.headStartBytes >= 0)) throw new RangeError("chunkBytes must be positive and headStartBytes not negative");
+    if (!(init.chunkBytes > 0)) throw new RangeError("chunkBytes must be positive");
     this.#init = init;
     this.#released = init.optimal >= init.total;
   }
@@ -118,7 +116,7 @@ export class LongTailPacer {
   }
 
   #mayAdvance(number: number, end: number): boolean {
-    if (this.#released || end <= this.#init.headStartBytes) return true;
+    if (this.#released || end <= this.#init.chunkBytes) return true;
     const mine = this.#progress.get(number) ?? 0;
     let ahead = 0;
     for (const [other, progress] of this.#progress) if (other !== number && progress > mine) ahead++;

@@ -645,7 +645,7 @@ export class Renter {
     const tail = new AbortController();
     const combined = AbortSignal.any([signal, tail.signal]);
     const paceChunk = Math.max(1, Math.min(PACE_CHUNK_BYTES, Math.ceil(record.pieceSize / PACE_CHUNKS_PER_PIECE)));
-    const pacer = new LongTailPacer({ optimal, total, headStartBytes: paceChunk, chunkBytes: paceChunk, stallMs: PACE_STALL_MS, keepAliveMs: PACE_KEEP_ALIVE_MS });
+    const pacer = new LongTailPacer({ optimal, total, chunkBytes: paceChunk, stallMs: PACE_STALL_MS, keepAliveMs: PACE_KEEP_ALIVE_MS });
     const holders: Record<number, string> = {};
     const tried = new Set<string>();
     const active = new Map<number, FarmerCandidate>();

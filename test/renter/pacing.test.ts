@@ -11,7 +11,7 @@ const CHUNK = 10;
 function pacer(t: TestContext, init: Partial<LongTailPacerInit> = {}): { p: LongTailPacer; signal: AbortSignal } {
   const end = new AbortController();
   t.after(() => end.abort());
-  return { p: new LongTailPacer({ optimal: 3, total: 5, headStartBytes: CHUNK, chunkBytes: CHUNK, stallMs: 60_000, keepAliveMs: 60_000, ...init }), signal: end.signal };
+  return { p: new LongTailPacer({ optimal: 3, total: 5, chunkBytes: CHUNK, stallMs: 60_000, keepAliveMs: 60_000, ...init }), signal: end.signal };
 }
 
 /** One put pulling its chunks as fast as the pacer lets it; `received` counts what it got. */
