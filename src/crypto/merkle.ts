@@ -326,18 +326,58 @@ export function verifyMerkleMultiproof(
   rangeBytes: Uint8Array,
   proof: readonly Uint8Array[],
 ): boolean {
-  if (!isHash(root) || !(rangeBytes instanceof Uint8Array) || !Array.isArray(proof)) return false;
-  if (!validCount(count) || !Number.isSafeInteger(startLeaf) || startLeaf < 0 || startLeaf >= count) return false;
-  const leaves = Math.max(1, Math.ceil(rangeBytes.byteLength / LEAF_SIZE_BYTES));
-  const endLeaf = startLeaf + leaves;
-  if (endLeaf > count) return false;
-  if (endLeaf < count && rangeBytes.byteLength !== leaves * LEAF_SIZE_BYTES) return false;
-  // Only a one-leaf tree (the empty piece) may end in an empty leaf.
-  if (endLeaf === count && count > 1 && rangeBytes.byteLength === (leaves - 1) * LEAF_SIZE_BYTES) return false;
-  if (proof.length !== multiproofLength(count, startLeaf, endLeaf)) return false;
+  const leaves = multiproofShape(root, count, startLeaf, rangeBytes, proof);
+  if (leaves === undefined) return false;
   const nat = loadNative();
   // The whole piece (every download of a full piece): its root, natively, is the proof.
-  if (nat !== undefined && startLeaf === 0 && endLeaf === count) return equal32(nat.merkleRoot(rangeBytes), root);
+  if (nat !== undefined && startLeaf === 0 && leaves === count) return equal32(nat.merkleRoot(rangeBytes), root);
+  return foldRange(nat, root, count, startLeaf, leaves, rangeBytes, proof);
+}
+
+/**
+ * {@link verifyMerkleMultiproof} with a whole piece hashed off the event
+ * loop (on libuv's thread pool, with the native addon; leave `rangeBytes`
+ * alone until it settles). Partial ranges are checked as the synchronous one
+ * does. Never rejects.
+ */
+export async function verifyMerkleMultiproofAsync(
+  root: Uint8Array,
+  count: number,
+  startLeaf: number,
+  rangeBytes: Uint8Array,
+  proof: readonly Uint8Array[],
+): Promise<boolean> {
+  const leaves = multiproofShape(root, count, startLeaf, rangeBytes, proof);
+  if (leaves === undefined) return false;
+  const nat = loadNative();
+  if (nat !== undefined && startLeaf === 0 && leaves === count) return equal32(new Uint8Array(await nat.merkleRootAsync(rangeBytes)), root);
+  return foldRange(nat, root, count, startLeaf, leaves, rangeBytes, proof);
+}
+
+/** The number of leaves a multiproof's range covers, or undefined when its arguments cannot verify (see verifyMerkleMultiproof). */
+function multiproofShape(root: Uint8Array, count: number, startLeaf: number, rangeBytes: Uint8Array, proof: readonly Uint8Array[]): number | undefined {
+  if (!isHash(root) || !(rangeBytes instanceof Uint8Array) || !Array.isArray(proof)) return undefined;
+  if (!validCount(count) || !Number.isSafeInteger(startLeaf) || startLeaf < 0 || startLeaf >= count) return undefined;
+  const leaves = Math.max(1, Math.ceil(rangeBytes.byteLength / LEAF_SIZE_BYTES));
+  const endLeaf = startLeaf + leaves;
+  if (endLeaf > count) return undefined;
+  if (endLeaf < count && rangeBytes.byteLength !== leaves * LEAF_SIZE_BYTES) return undefined;
+  // Only a one-leaf tree (the empty piece) may end in an empty leaf.
+  if (endLeaf === count && count > 1 && rangeBytes.byteLength === (leaves - 1) * LEAF_SIZE_BYTES) return undefined;
+  if (proof.length !== multiproofLength(count, startLeaf, endLeaf)) return undefined;
+  return leaves;
+}
+
+/** Hashes the range's leaves and folds them up to the root with the proof. */
+function foldRange(
+  nat: NativeBindings | undefined,
+  root: Uint8Array,
+  count: number,
+  startLeaf: number,
+  leaves: number,
+  rangeBytes: Uint8Array,
+  proof: readonly Uint8Array[],
+): boolean {
   const known: Uint8Array[] = [];
   if (nat !== undefined) {
     const hashes = new Uint8Array(leaves * HASH_BYTES);

@@ -25,7 +25,7 @@ import {
 import { type Multiaddr, multiaddr } from "@multiformats/multiaddr";
 import { type AbortOptions, raceSignal } from "../core/abort.js";
 import { DstorError, type DstorErrorCode } from "../core/errors.js";
-import { verifyMerkleMultiproof, verifyMerkleProof } from "../crypto/merkle.js";
+import { verifyMerkleMultiproofAsync, verifyMerkleProof } from "../crypto/merkle.js";
 import { type FarmerStream, withTransientReads } from "./service.js";
 import { type ByteSource, FrameReader, readAllData, writeData, writeFrame } from "../protocol/codec.js";
 import { DATA_FRAME_BYTES, MAX_PIECE_BYTES } from "../protocol/limits.js";
@@ -256,7 +256,8 @@ export class FarmerClient {
       );
       await reader.readEnd({ signal });
       const proof = header.proof.map((h) => hexBytes(h, "proof hash"));
-      if (!verifyMerkleMultiproof(root, header.leafCount, header.startLeaf, data, proof)) {
+      // A whole piece is hashed on the thread pool: the event loop keeps receiving the others.
+      if (!(await verifyMerkleMultiproofAsync(root, header.leafCount, header.startLeaf, data, proof))) {
         throw new DstorError("MERKLE_PROOF_INVALID", "the farmer's data does not match the piece's root; fetch it from another farmer");
       }
       return { data, size: header.size, offset: range.start };

@@ -23,6 +23,7 @@ import {
   multiproofLength,
   sortDealPieces,
   verifyMerkleMultiproof,
+  verifyMerkleMultiproofAsync,
   verifyMerkleProof,
   verifyMerkleProofForLeafHash,
 } from "../../src/crypto/merkle.js";
@@ -307,6 +308,33 @@ describe("merkleRootAsync (the native hashing on libuv's thread pool)", () => {
     const big = new Uint8Array(randomBytes(10 * LEAF_SIZE_BYTES));
     const view = big.subarray(LEAF_SIZE_BYTES + 7, 6 * LEAF_SIZE_BYTES);
     assert.deepEqual(await merkleRootAsync(view), merkleRoot(view.slice()));
+  });
+
+  it("verifyMerkleMultiproofAsync agrees with verifyMerkleMultiproof: whole pieces, ranges, tampered bytes, proofs and shapes (fast-check)", async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.integer({ min: 0, max: 40 * LEAF_SIZE_BYTES }), fc.nat(), fc.nat(), fc.nat(), fc.boolean(), fc.integer({ min: 0, max: 3 }), async (size, a, b, pick, whole, how) => {
+        const data = new Uint8Array(randomBytes(size));
+        const tree = buildMerkleTree(data);
+        const n = tree.leafCount;
+        const start = whole ? 0 : a % n;
+        const end = whole ? n : start + 1 + (b % (n - start));
+        let proof = merkleMultiproof(tree, start, end);
+        let bytes = rangeBytes(data, start, end).slice();
+        let root = tree.root;
+        // 0: as served; 1: a flipped byte; 2: a flipped proof hash or root; 3: one byte short.
+        if (how === 1 && bytes.length > 0) bytes[pick % bytes.length]! ^= 1;
+        if (how === 2) {
+          if (proof.length > 0) proof = proof.map((h, i) => (i === pick % proof.length ? h.map((x, j) => (j === 0 ? x ^ 1 : x)) : h));
+          else root = root.map((x, j) => (j === 0 ? x ^ 1 : x));
+        }
+        if (how === 3 && bytes.length > 0) bytes = bytes.subarray(0, bytes.length - 1);
+        const expected = verifyMerkleMultiproof(root, n, start, bytes, proof);
+        assert.equal(expected, how === 0 || (bytes.length === 0 && how !== 2), "the synchronous check");
+        assert.equal(await verifyMerkleMultiproofAsync(root, n, start, bytes, proof), expected);
+      }),
+      { numRuns: 80 },
+    );
+    assert.equal(await verifyMerkleMultiproofAsync(new Uint8Array(31), 1, 0, new Uint8Array(0), []), false, "a root of the wrong size");
   });
 
   it("rejects what is not bytes", async () => {
