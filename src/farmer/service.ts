@@ -216,9 +216,10 @@ export class FarmerService {
   /**
    * Chunks of pieces being sent by gets (see #sendPieceData): a fresh
    * 256 KiB buffer per chunk cost page faults and drove the farmer into
-   * full GCs (external memory), as received blocks did for puts.
+   * full GCs (external memory), as received blocks did for puts. Aligned,
+   * so that the store reads chunks into them with direct I/O.
    */
-  readonly #readBuffers = new BufferPool(32 * DATA_FRAME_BYTES, { idleMs: READ_BUFFERS_IDLE_MS });
+  readonly #readBuffers = new BufferPool(32 * DATA_FRAME_BYTES, { idleMs: READ_BUFFERS_IDLE_MS, allocate: directIoBytes });
   /**
    * Tree builds run one at a time: each reads a whole piece (up to 256 MiB)
    * into memory, so concurrent audits of large pieces must not multiply that.

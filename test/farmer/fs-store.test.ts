@@ -12,7 +12,7 @@ import { isDstorError } from "../../src/core/errors.js";
 import { createLogger, type LogRecord } from "../../src/core/logging.js";
 import { directIoBytes } from "../../src/farmer/store/direct-io.js";
 import { createFsPieceStore, type FsPieceStore, type StoreFileSystem } from "../../src/farmer/store/fs-store.js";
-import { collect, metaFor, pieceBytes, pieceIdOf, putPiece, referenceMerkleRoot, renterAddress, writeAll } from "./helpers.js";
+import { collect, metaFor, pieceBytes, pieceIdOf, putPiece, referenceMerkleRoot, renterAddress, takesDirectIo, writeAll } from "./helpers.js";
 import { code, runPieceStoreCompliance } from "./store-compliance.js";
 
 const R1 = renterAddress(0xa1);
@@ -640,18 +640,6 @@ describe("fs piece store: a real process killed with SIGKILL", () => {
 describe("fs piece store: direct I/O", () => {
   const MIB = 1024 * 1024;
 
-  /** Whether `dir`'s file system takes O_DIRECT (tmpfs does not). */
-  async function takesDirectIo(dir: string): Promise<boolean> {
-    try {
-      const handle = await nodeFs.open(join(dir, "probe"), nodeFs.constants.O_WRONLY | nodeFs.constants.O_CREAT | nodeFs.constants.O_DIRECT, 0o600);
-      await handle.close();
-      return true;
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === "EINVAL") return false;
-      throw error;
-    }
-  }
-
   /** Writes `data` in batches of `batch` bytes, each copied into a buffer from directIoBytes (as the farmer's puts do). */
   async function writeBatches(store: FsPieceStore, pieceId: string, data: Uint8Array, batch: number, first?: Uint8Array): Promise<void> {
     const writer = await store.reserve(R1, pieceId, data.byteLength, metaFor(data));
@@ -693,7 +681,51 @@ describe("fs piece store: direct I/O", () => {
     }, 16 * MIB);
   });
 
-  test("a file system that refuses O_DIRECT: writes go through the page cache, and it is asked only once", async () => {
+  /** Reads [offset, offset + length) with `chunkSize` chunks into buffers from `buffer`; checks each chunk's size; returns the bytes. */
+  async function readRange(store: FsPieceStore, pieceId: string, offset: number, length: number, chunkSize: number, buffer: () => Uint8Array): Promise<Buffer> {
+    const chunks = await collect(store.readStream(R1, pieceId, { offset, length, chunkSize, buffer }));
+    for (const chunk of chunks) assert.ok(chunk.byteLength > 0 && chunk.byteLength <= chunkSize, `a chunk of ${chunk.byteLength} bytes (chunkSize ${chunkSize})`);
+    return Buffer.concat(chunks);
+  }
+
+  test("reads into direct-I/O buffers bypass the page cache: any range reads back identical", async () => {
+    await withStore(async (store, dir) => {
+      const direct = await takesDirectIo(dir);
+      // Three whole blocks and a partial one: the last direct read stops short at the end of the file.
+      const size = 3 * 4096 + 777;
+      const data = pieceBytes(size, 31);
+      await writeBatches(store, pieceIdOf(121), data, 4096);
+      const chunkSize = 8192;
+      await fc.assert(
+        fc.asyncProperty(
+          fc.integer({ min: 0, max: size - 1 }).chain((offset) => fc.tuple(fc.constant(offset), fc.integer({ min: 1, max: size - offset }))),
+          async ([offset, length]) => {
+            const before = store.directReadBytes;
+            const got = await readRange(store, pieceIdOf(121), offset, length, chunkSize, () => directIoBytes(chunkSize));
+            assert.ok(got.equals(data.subarray(offset, offset + length)), `range ${offset}+${length}`);
+            assert.equal(store.directReadBytes - before, direct ? length : 0);
+          },
+        ),
+        { numRuns: 60 },
+      );
+      // Ordinary buffers, and direct buffers with a chunk size that is not whole blocks, go through the page cache.
+      const before = store.directReadBytes;
+      assert.ok((await readRange(store, pieceIdOf(121), 1000, 9000, chunkSize, () => new Uint8Array(chunkSize))).equals(data.subarray(1000, 10_000)));
+      assert.ok((await readRange(store, pieceIdOf(121), 1000, 9000, 5000, () => directIoBytes(5000))).equals(data.subarray(1000, 10_000)));
+      assert.equal(store.directReadBytes, before);
+    }, 16 * MIB);
+  });
+
+  test("a direct read of a piece that is shorter on disk than its index entry fails as corrupt", async () => {
+    await withStore(async (store) => {
+      const data = pieceBytes(4 * 4096, 32);
+      await writeBatches(store, pieceIdOf(122), data, 4096);
+      await truncate(store.piecePath(R1, pieceIdOf(122)), 2 * 4096 + 100);
+      await assert.rejects(readRange(store, pieceIdOf(122), 0, data.byteLength, 8192, () => directIoBytes(8192)), code("STORE_CORRUPT"));
+    }, 16 * MIB);
+  });
+
+  test("a file system that refuses O_DIRECT: reads and writes go through the page cache, and it is asked only once", async () => {
     const dir = await tempDir();
     let directOpens = 0;
     const fs: StoreFileSystem = {
@@ -713,8 +745,10 @@ describe("fs piece store: direct I/O", () => {
         const data = pieceBytes(2 * MIB, 20 + n);
         await writeBatches(store, pieceIdOf(110 + n), data, MIB);
         assert.ok((await readBack(store, pieceIdOf(110 + n))).equals(data));
+        assert.ok((await readRange(store, pieceIdOf(110 + n), 0, data.byteLength, 65_536, () => directIoBytes(65_536))).equals(data));
       }
       assert.equal(store.directBytes, 0);
+      assert.equal(store.directReadBytes, 0);
       assert.equal(directOpens, 1, "O_DIRECT was tried for the first batch only");
     } finally {
       await store.stop();

@@ -3,6 +3,8 @@
  * fixture (no node:test import here: the fixture runs as a plain child process).
  */
 import { createHash } from "node:crypto";
+import * as nodeFs from "node:fs/promises";
+import { join } from "node:path";
 import type { PieceMeta, PieceStore, PieceWriter } from "../../src/farmer/store/types.js";
 
 /** A valid renter address; `n` picks one of many. */
@@ -86,3 +88,18 @@ export async function collect<T>(iterable: AsyncIterable<T>): Promise<T[]> {
   return out;
 }
 
+
+/** Whether `dir`'s file system takes O_DIRECT (tmpfs does not). */
+export async function takesDirectIo(dir: string): Promise<boolean> {
+  const probe = join(dir, "direct-io-probe");
+  try {
+    const handle = await nodeFs.open(probe, nodeFs.constants.O_WRONLY | nodeFs.constants.O_CREAT | nodeFs.constants.O_DIRECT, 0o600);
+    await handle.close();
+    return true;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "EINVAL") return false;
+    throw error;
+  } finally {
+    await nodeFs.rm(probe, { force: true });
+  }
+}

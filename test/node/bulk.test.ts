@@ -5,6 +5,9 @@
  */
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import tls from "node:tls";
 import { after, before, test } from "node:test";
 import { multiaddr } from "@multiformats/multiaddr";
@@ -13,6 +16,7 @@ import { isDstorError } from "../../src/core/errors.js";
 import { merkleRoot } from "../../src/crypto/merkle.js";
 import { FarmerClient } from "../../src/farmer/client.js";
 import { type FarmerHandler, FarmerService, type FarmerStream } from "../../src/farmer/service.js";
+import { createFsPieceStore } from "../../src/farmer/store/fs-store.js";
 import { createMemoryPieceStore } from "../../src/farmer/store/memory-store.js";
 import type { PieceStore } from "../../src/farmer/store/types.js";
 import { BULK_TICKET_PROTOCOL, BulkDialer, BulkServer, bulkListenHost, parseTicket } from "../../src/node/bulk.js";
@@ -22,6 +26,7 @@ import { decodeInfoResponse, encodeInfoRequest } from "../../src/protocol/messag
 import { createOrder, OrderAction, signOrder } from "../../src/protocol/orders.js";
 import { DSTOR_PROTOCOLS, NODE_INFO_PROTOCOL, PIECE_GET_PROTOCOL, PIECE_PUT_PROTOCOL } from "../../src/protocol/protocols.js";
 import { MemorySerialStore } from "../../src/protocol/serials.js";
+import { takesDirectIo } from "../farmer/helpers.js";
 
 const CHAIN = 1n;
 
@@ -49,9 +54,8 @@ function counted(handlers: Record<string, FarmerHandler>, into: Map<string, numb
   );
 }
 
-/** `directHandlers` replace the service's handlers of those protocols on the direct listener. */
-async function startFarmer(direct: boolean, directHandlers: Record<string, FarmerHandler> = {}): Promise<Farmer> {
-  const store = createMemoryPieceStore({ quotaBytes: 64 << 20 });
+/** `directHandlers` replace the service's handlers of those protocols on the direct listener; `store` (not started) replaces the in-memory one. */
+async function startFarmer(direct: boolean, directHandlers: Record<string, FarmerHandler> = {}, store: PieceStore = createMemoryPieceStore({ quotaBytes: 64 << 20 })): Promise<Farmer> {
   await store.start();
   const wallet = Wallet.createRandom();
   const node = await createDstorLibp2p({ privateKeySeed: new Uint8Array(randomBytes(32)), listen: ["/ip4/127.0.0.1/tcp/0"], allowPrivateAddresses: true, dhtServer: false });
@@ -136,9 +140,11 @@ async function putPiece(r: Renter, f: Farmer, data: Uint8Array, options: { signa
   return { pieceId, root };
 }
 
-async function getPiece(r: Renter, f: Farmer, pieceId: string, root: string, size: number) {
-  const order = createOrder({ chainId: CHAIN, dealId: 1n, renter: r.wallet.address, farmer: f.wallet.address, pieceId, action: OrderAction.Get, maxBytes: size });
-  return (await r.client.get(f.addr, { ...(await signOrder(r.wallet, CHAIN, order)), pieceId, root, size })).data;
+/** Gets the whole piece, or `range` of it. */
+async function getPiece(r: Renter, f: Farmer, pieceId: string, root: string, size: number, range?: { offset: number; length: number }) {
+  const maxBytes = range?.length ?? size;
+  const order = createOrder({ chainId: CHAIN, dealId: 1n, renter: r.wallet.address, farmer: f.wallet.address, pieceId, action: OrderAction.Get, maxBytes });
+  return (await r.client.get(f.addr, { ...(await signOrder(r.wallet, CHAIN, order)), pieceId, root, size, ...range })).data;
 }
 
 /** A ticket fetched by hand over libp2p, for raw TLS clients. */
@@ -406,6 +412,34 @@ test("gets serve pieces from pooled read buffers, and concurrent gets still come
     for (const [i, p] of pieces.entries()) assert.ok(Buffer.from(back[i]!).equals(p.data), `piece ${i}, round ${round}`);
   }
   assert.ok(farmer.service.freeReadBufferBytes > 0, "the farmer's read buffers came back to its pool");
+});
+
+test("a farmer with a file store reads the pieces it serves into its send buffers with direct I/O, ranges too", async () => {
+  const dir = await mkdtemp(join(tmpdir(), "dstor-bulk-direct-"));
+  const store = createFsPieceStore({ dir: join(dir, "store"), quotaBytes: 64 << 20 });
+  const withFiles = await startFarmer(true, {}, store);
+  try {
+    const direct = await takesDirectIo(dir);
+    const pieces = await Promise.all(
+      [3 * 1024 * 1024, 1024 * 1024 + 4099].map(async (size) => {
+        const data = new Uint8Array(randomBytes(size));
+        return { data, ...(await putPiece(renter, withFiles, data)) };
+      }),
+    );
+    let served = 0;
+    for (const [i, p] of pieces.entries()) {
+      assert.ok(Buffer.from(await getPiece(renter, withFiles, p.pieceId, p.root, p.data.byteLength)).equals(p.data), `piece ${i}`);
+      // A range that starts and ends inside a disk block.
+      const range = { offset: 5 * 1024, length: 300 * 1024 };
+      const part = await getPiece(renter, withFiles, p.pieceId, p.root, p.data.byteLength, range);
+      assert.ok(Buffer.from(part).equals(p.data.subarray(range.offset, range.offset + range.length)), `piece ${i}, range`);
+      served += p.data.byteLength + range.length;
+    }
+    assert.equal(store.directReadBytes, direct ? served : 0);
+  } finally {
+    await withFiles.stop();
+    await rm(dir, { recursive: true, force: true });
+  }
 });
 
 test("a farmer without direct transfers is reached through libp2p", async () => {

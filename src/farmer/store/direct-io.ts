@@ -1,6 +1,7 @@
 /**
  * Buffers for direct I/O (O_DIRECT): the farmer writes whole, aligned
- * batches of a piece straight to the disk instead of through the page cache.
+ * batches of a piece straight to the disk instead of through the page cache,
+ * and reads the chunks it serves straight into its send buffers.
  *
  * Why: a farmer writes twice the user data it is sent, and the copy into
  * page-cache pages was the largest single cost of an upload in slow phases
@@ -37,13 +38,12 @@ export function directIoBytes(size: number): Uint8Array {
   return bytes;
 }
 
+/** Whether `bytes` starts in memory that {@link directIoBytes} made, on a {@link DIRECT_IO_ALIGNMENT} boundary. */
+export function isDirectIoMemory(bytes: Uint8Array): boolean {
+  return bytes.byteOffset % DIRECT_IO_ALIGNMENT === 0 && aligned.has(bytes.buffer);
+}
+
 /** Whether `bytes` may be written with direct I/O at file offset `offset`. */
 export function directWritable(bytes: Uint8Array, offset: number): boolean {
-  return (
-    bytes.byteLength > 0 &&
-    bytes.byteLength % DIRECT_IO_ALIGNMENT === 0 &&
-    bytes.byteOffset % DIRECT_IO_ALIGNMENT === 0 &&
-    offset % DIRECT_IO_ALIGNMENT === 0 &&
-    aligned.has(bytes.buffer)
-  );
+  return bytes.byteLength > 0 && bytes.byteLength % DIRECT_IO_ALIGNMENT === 0 && offset % DIRECT_IO_ALIGNMENT === 0 && isDirectIoMemory(bytes);
 }

@@ -80,7 +80,7 @@ import { type AbortOptions, abortReason, throwIfAborted } from "../../core/abort
 import { assertArgument, DstorError } from "../../core/errors.js";
 import { type Logger, silentLogger } from "../../core/logging.js";
 import { MIB } from "../../core/units.js";
-import { directWritable } from "./direct-io.js";
+import { DIRECT_IO_ALIGNMENT, directWritable, isDirectIoMemory } from "./direct-io.js";
 import { IncrementalMerkleRoot, MERKLE_HASH_SIZE_BYTES } from "./root.js";
 import {
   assertPieceId,
@@ -123,6 +123,8 @@ export interface FsPieceStore extends PieceStore {
   piecePath(renter: string, pieceId: string): string;
   /** Piece bytes written with direct I/O since the store was created (see direct-io.ts; tests and status). */
   readonly directBytes: number;
+  /** Piece bytes read with direct I/O since the store was created (readStream into direct-I/O buffers; tests and status). */
+  readonly directReadBytes: number;
 }
 
 /** Default chunk size of {@link PieceStore.readStream}. */
@@ -239,6 +241,14 @@ interface DirectIo {
   usable: boolean;
   /** Bytes written directly since the store was created (tests and status). */
   bytes: number;
+  /** Bytes of piece data served by direct reads since the store was created (tests and status). */
+  readBytes: number;
+}
+
+/** After the file system refused O_DIRECT (EINVAL, e.g. tmpfs): every read and write goes through the page cache from now on. */
+function refuseDirectIo(direct: DirectIo, logger: Logger, error: unknown): void {
+  direct.usable = false;
+  logger.info("the piece directory does not take direct I/O; reading and writing through the page cache", { error: String(error) });
 }
 
 interface WriterHooks {
@@ -346,10 +356,7 @@ class FsPieceWriter implements PieceWriter {
     } catch (error) {
       // tmpfs and some other file systems refuse O_DIRECT (EINVAL): write
       // through the page cache there from now on. Other failures: this piece only.
-      if (errnoCode(error) === "EINVAL") {
-        this.#hooks.direct.usable = false;
-        this.#hooks.logger.info("the piece directory does not take direct I/O; writing through the page cache", { error: String(error) });
-      }
+      if (errnoCode(error) === "EINVAL") refuseDirectIo(this.#hooks.direct, this.#hooks.logger, error);
       this.#direct = null;
     }
     return this.#direct;
@@ -474,10 +481,14 @@ class FsPieceStoreImpl implements FsPieceStore {
   #state: StoreState = "new";
   #used = 0;
   #reserved = 0;
-  readonly #direct: DirectIo = { usable: true, bytes: 0 };
+  readonly #direct: DirectIo = { usable: true, bytes: 0, readBytes: 0 };
 
   get directBytes(): number {
     return this.#direct.bytes;
+  }
+
+  get directReadBytes(): number {
+    return this.#direct.readBytes;
   }
   /** Keys with an upload in progress. */
   readonly #writing = new Set<string>();
@@ -991,6 +1002,14 @@ class FsPieceStoreImpl implements FsPieceStore {
     });
   }
 
+  /**
+   * Streams a range in chunks. When the caller's buffers are direct-I/O
+   * memory (see direct-io.ts) and `chunkSize` is a multiple of its
+   * alignment, chunks are read with O_DIRECT into them: whole aligned blocks,
+   * the chunk being the requested part (so a chunk is then a view inside the
+   * buffer, and the first one may be shorter). Anything else is read through
+   * the page cache.
+   */
   async *readStream(renter: string, pieceId: string, options: ReadStreamOptions = {}): AsyncGenerator<Uint8Array> {
     assertRenter(renter);
     assertPieceId(pieceId);
@@ -1008,25 +1027,76 @@ class FsPieceStoreImpl implements FsPieceStore {
     });
     const offset = options.offset ?? 0;
     const end = offset + (options.length ?? record.size - offset);
+    const stopped = (): DstorError => new DstorError("STORE_CLOSED", "the piece store was stopped during a read");
+    /** The piece opened with O_DIRECT, on the first chunk that can use it; null: not usable. */
+    let direct: nodeFs.FileHandle | null | undefined = chunkSize % DIRECT_IO_ALIGNMENT === 0 ? undefined : null;
     try {
       let position = offset;
       while (position < end) {
         throwIfAborted(options.signal);
-        if (!this.#streams.has(handle)) throw new DstorError("STORE_CLOSED", "the piece store was stopped during a read");
-        const buffer = readStreamChunk(options, Math.min(chunkSize, end - position));
-        let filled = 0;
-        while (filled < buffer.byteLength) {
-          const { bytesRead } = await handle.read(buffer, filled, buffer.byteLength - filled, position + filled).catch((error: unknown) => {
-            throw this.#streams.has(handle) ? ioError(error, "reading a piece", { pieceId }) : new DstorError("STORE_CLOSED", "the piece store was stopped during a read");
-          });
-          if (bytesRead === 0) throw new DstorError("STORE_CORRUPT", `piece ${pieceId} is shorter on disk than its index entry says`);
-          filled += bytesRead;
+        if (!this.#streams.has(handle)) throw stopped();
+        const buffer = options.buffer?.();
+        if (buffer !== undefined && direct === undefined && isDirectIoMemory(buffer)) direct = await this.#openDirect(renter, pieceId);
+        if (buffer !== undefined && direct && isDirectIoMemory(buffer)) {
+          // Whole blocks from the one holding `position`; the last block may pass the end of the file (a short read).
+          const from = position - (position % DIRECT_IO_ALIGNMENT);
+          const to = Math.min(from + chunkSize, end);
+          const blocks = readStreamChunk({ buffer: () => buffer }, Math.ceil((to - from) / DIRECT_IO_ALIGNMENT) * DIRECT_IO_ALIGNMENT);
+          await this.#readFully(direct, blocks, from, to - from, pieceId, handle, stopped);
+          this.#direct.readBytes += to - position;
+          yield blocks.subarray(position - from, to - from);
+          position = to;
+        } else {
+          const chunk = readStreamChunk(buffer === undefined ? {} : { buffer: () => buffer }, Math.min(chunkSize, end - position));
+          await this.#readFully(handle, chunk, position, chunk.byteLength, pieceId, handle, stopped);
+          position += chunk.byteLength;
+          yield chunk;
         }
-        position += buffer.byteLength;
-        yield buffer;
       }
     } finally {
+      if (direct) {
+        this.#streams.delete(direct);
+        await direct.close().catch(() => {});
+      }
       if (this.#streams.delete(handle)) await handle.close().catch(() => {});
+    }
+  }
+
+  /**
+   * Reads at least `need` bytes at `position` into `into` (asking for all of
+   * it). A direct read may stop short only at the end of the file, which
+   * must not come before `need`.
+   */
+  async #readFully(
+    file: nodeFs.FileHandle,
+    into: Uint8Array,
+    position: number,
+    need: number,
+    pieceId: string,
+    stream: nodeFs.FileHandle,
+    stopped: () => DstorError,
+  ): Promise<void> {
+    let filled = 0;
+    while (filled < need) {
+      const { bytesRead } = await file.read(into, filled, into.byteLength - filled, position + filled).catch((error: unknown) => {
+        throw this.#streams.has(stream) ? ioError(error, "reading a piece", { pieceId }) : stopped();
+      });
+      if (bytesRead === 0) throw new DstorError("STORE_CORRUPT", `piece ${pieceId} is shorter on disk than its index entry says`);
+      filled += bytesRead;
+    }
+  }
+
+  /** The piece file opened for direct reads (kept in #streams so stop() closes it); null where the file system refuses direct I/O. */
+  async #openDirect(renter: string, pieceId: string): Promise<nodeFs.FileHandle | null> {
+    if (!this.#direct.usable) return null;
+    try {
+      const handle = await this.#fs.open(this.#piecePath(renter, pieceId), nodeFs.constants.O_RDONLY | nodeFs.constants.O_DIRECT);
+      this.#streams.add(handle);
+      return handle;
+    } catch (error) {
+      if (errnoCode(error) === "EINVAL") refuseDirectIo(this.#direct, this.#logger, error);
+      // Anything else (the piece deleted since it was opened, …): this read goes through the page cache.
+      return null;
     }
   }
 

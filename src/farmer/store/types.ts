@@ -109,7 +109,9 @@ export interface ReadStreamOptions extends AbortOptions {
   /**
    * Where each chunk is read: called once per chunk, it returns at least
    * `chunkSize` bytes that the caller owns, and the chunk yielded is a view
-   * of their start. Default: a new buffer per chunk.
+   * of them (of their start, except where a store reads whole aligned
+   * blocks into direct-I/O memory: see the fs store). Default: a new buffer
+   * per chunk.
    */
   buffer?: () => Uint8Array;
 }
