@@ -30,6 +30,7 @@ export class BufferPool {
   readonly #allocate: (size: number) => Uint8Array;
   readonly #free: Uint8Array[] = [];
   #size = 0;
+  #allocated = 0;
   #idle: NodeJS.Timeout | undefined;
 
   /** `allocate`: how a new buffer is made (default {@link uninitializedBytes}; e.g. aligned memory for direct I/O). */
@@ -47,7 +48,10 @@ export class BufferPool {
       this.#free.length = 0;
       this.#size = size;
     }
-    return this.#free.pop() ?? this.#allocate(size);
+    const reused = this.#free.pop();
+    if (reused !== undefined) return reused;
+    this.#allocated++;
+    return this.#allocate(size);
   }
 
   /** Returns buffers {@link BufferPool.take} gave, once nothing reads or writes them any more. */
@@ -71,6 +75,11 @@ export class BufferPool {
   /** Bytes held in free buffers. */
   get freeBytes(): number {
     return this.#free.length * this.#size;
+  }
+
+  /** Buffers {@link BufferPool.take} had to allocate because none was free (tests and status). */
+  get allocated(): number {
+    return this.#allocated;
   }
 }
 

@@ -166,7 +166,15 @@ export class FarmerClient {
       // read it concurrently and stop uploading as soon as it is there.
       const upload = new AbortController();
       const uploadSignal = AbortSignal.any([signal, upload.signal]);
-      const answer = readMessage(reader, decodePutResponse, { signal, timeoutMs: this.#timeout(PIECE_PUT_PROTOCOL) });
+      // Transient reads (the answer is decoded before more is asked for) to
+      // the farmer's end, which follows an OK at once (waiting for it lets a
+      // pooled direct connection be reused at once, and its receive memory
+      // recycled: src/node/bulk.ts).
+      const answer = withTransientReads(stream as Partial<FarmerStream>, async () => {
+        const response = await readMessage(reader, decodePutResponse, { signal, timeoutMs: this.#timeout(PIECE_PUT_PROTOCOL) });
+        if (response.ok) await reader.readEnd({ signal }).catch(() => {});
+        return response;
+      });
       answer.then(
         () => upload.abort(new DstorError("ABORTED", "the farmer answered before the upload finished")),
         () => upload.abort(new DstorError("ABORTED", "the farmer's answer failed")),
@@ -210,9 +218,6 @@ export class FarmerClient {
         throw error;
       }
       if (!response.ok) throw errorFromResponse(response, targetName(target));
-      // The farmer closes its side right after the answer; waiting for that
-      // lets a pooled direct connection be reused at once (src/node/bulk.ts).
-      await reader.readEnd({ signal }).catch(() => {});
       // An OK means the farmer received exactly `size` bytes with the declared
       // root and committed them. It can arrive while our half-close is still
       // in flight, which the early-answer abort above then interrupts: that
@@ -238,23 +243,26 @@ export class FarmerClient {
         { signal },
       );
       await stream.close({ signal });
-      const header = await readMessage(reader, decodeGetResponse, { signal, timeoutMs: this.#timeout(PIECE_GET_PROTOCOL) });
-      if (!header.ok) throw errorFromResponse(header, targetName(target));
-      if (request.size !== undefined && header.size !== request.size) {
-        throw new DstorError("INTEGRITY_MISMATCH", `the farmer reports a ${header.size}-byte piece; ${request.size} bytes were stored`);
-      }
-      if (header.root !== undefined && header.root !== request.root) {
-        throw new DstorError("INTEGRITY_MISMATCH", "the farmer holds a piece with another root under this id");
-      }
-      const range = resolveGetRange(header.size, request.offset, request.length);
-      if (range.startLeaf !== header.startLeaf || range.endLeaf !== header.endLeaf) {
-        throw new DstorError("MESSAGE_MALFORMED", "the farmer answered a different range than requested");
-      }
-      // readAllData copies every part before it asks for the next one.
-      const data = await withTransientReads(stream as Partial<FarmerStream>, () =>
-        readAllData(reader, rangeByteLength(header.size, header.startLeaf, header.endLeaf), { signal, into: request.into }),
-      );
-      await reader.readEnd({ signal });
+      // Every read of the answer is transient (the header is decoded and the
+      // bytes copied out before more is asked for), to the farmer's end: so a
+      // transport that recycles its receive memory gets all of it back.
+      const { header, range, data } = await withTransientReads(stream as Partial<FarmerStream>, async () => {
+        const header = await readMessage(reader, decodeGetResponse, { signal, timeoutMs: this.#timeout(PIECE_GET_PROTOCOL) });
+        if (!header.ok) throw errorFromResponse(header, targetName(target));
+        if (request.size !== undefined && header.size !== request.size) {
+          throw new DstorError("INTEGRITY_MISMATCH", `the farmer reports a ${header.size}-byte piece; ${request.size} bytes were stored`);
+        }
+        if (header.root !== undefined && header.root !== request.root) {
+          throw new DstorError("INTEGRITY_MISMATCH", "the farmer holds a piece with another root under this id");
+        }
+        const range = resolveGetRange(header.size, request.offset, request.length);
+        if (range.startLeaf !== header.startLeaf || range.endLeaf !== header.endLeaf) {
+          throw new DstorError("MESSAGE_MALFORMED", "the farmer answered a different range than requested");
+        }
+        const data = await readAllData(reader, rangeByteLength(header.size, header.startLeaf, header.endLeaf), { signal, into: request.into });
+        await reader.readEnd({ signal });
+        return { header, range, data };
+      });
       const proof = header.proof.map((h) => hexBytes(h, "proof hash"));
       // A whole piece is hashed on the thread pool: the event loop keeps receiving the others.
       if (!(await verifyMerkleMultiproofAsync(root, header.leafCount, header.startLeaf, data, proof))) {

@@ -389,18 +389,26 @@ export class FarmerService {
     const reader = new FrameReader(stream);
     let writer: Awaited<ReturnType<PieceStore["reserve"]>> | undefined;
     try {
-      const req = await readMessage(reader, decodePutRequest, { signal });
-      const { renter } = await this.#verify(req, Action.Put, req.size, signal);
-      writer = await this.#init.store.reserve(
-        renter,
-        req.pieceId,
-        req.size,
-        { root: Buffer.from(req.root, "hex"), dealId: req.order.dealId, expiresAt: this.#now() + this.#ttlMs },
-        { signal },
-      );
-      // writeBatched copies every part before it asks for the next one.
-      await withTransientReads(stream, () => writeBatched(writer!, readData(reader, req.size, { signal, frameTimeoutMs: FRAME_IDLE_TIMEOUT_MS }), this.#batchBuffers));
-      await writer.commit();
+      // Every read of a put is transient (the request is decoded and the
+      // piece copied into batches before more is asked for), from the first
+      // byte to the renter's end, which it sends right after the piece: so a
+      // transport that recycles its receive memory gets all of it back.
+      const { req, renter, piece } = await withTransientReads(stream, async () => {
+        const req = await readMessage(reader, decodePutRequest, { signal });
+        const { renter } = await this.#verify(req, Action.Put, req.size, signal);
+        const piece = await this.#init.store.reserve(
+          renter,
+          req.pieceId,
+          req.size,
+          { root: Buffer.from(req.root, "hex"), dealId: req.order.dealId, expiresAt: this.#now() + this.#ttlMs },
+          { signal },
+        );
+        writer = piece;
+        await writeBatched(piece, readData(reader, req.size, { signal, frameTimeoutMs: FRAME_IDLE_TIMEOUT_MS }), this.#batchBuffers);
+        await reader.readEnd({ signal, timeoutMs: FRAME_IDLE_TIMEOUT_MS });
+        return { req, renter, piece };
+      });
+      await piece.commit();
       writer = undefined;
       this.#log.debug("piece stored", { renter, pieceId: req.pieceId, size: req.size });
       await writeMessage(stream, encodePutResponse({ v: PROTOCOL_VERSION, ok: true }), { signal });

@@ -263,13 +263,33 @@ export class CopyBlocks {
     if (this.#current !== undefined) this.#current.pooled = false;
   }
 
-  /** Nobody reads the bytes before position `through` any more: full blocks within them are let go, recycled ones back to the pool. */
+  /**
+   * Nobody reads the bytes before position `through` any more: full blocks
+   * within them are let go, recycled ones back to the pool. When that is
+   * every byte copied and the block being filled is a recycled one, it is
+   * filled again from its start.
+   */
   release(through: number): void {
     let n = 0;
     while (n < this.#filled.length && this.#filled[n]!.end <= through) n++;
-    if (n === 0) return;
-    const done = this.#filled.splice(0, n);
-    this.#pool?.give(done.filter((block) => block.pooled).map((block) => block.bytes));
+    if (n > 0) {
+      const done = this.#filled.splice(0, n);
+      this.#pool?.give(done.filter((block) => block.pooled).map((block) => block.bytes));
+    }
+    const current = this.#current;
+    if (current?.pooled && through >= this.#copied) {
+      current.start = this.#copied;
+      this.#used = 0;
+    }
+  }
+
+  /**
+   * A new exchange begins: its bytes go into blocks of their own, so that
+   * whether they are recycled does not depend on what the last exchange's
+   * reader kept (a block holding nothing yet is kept for them).
+   */
+  beginExchange(): void {
+    if (this.#used > 0) this.#retire();
   }
 }
 
@@ -340,6 +360,7 @@ class BulkConnection {
     if (this.#failure !== undefined) throw this.#failure;
     if (this.#current !== undefined && !this.#current.complete) throw new DstorError("INTERNAL", "a direct exchange is still running on this connection");
     this.#copies?.stopRecycling();
+    this.#copies?.beginExchange();
     this.#current = new BulkExchange(this, this.#copies?.copied ?? 0);
     return this.#current;
   }
@@ -747,9 +768,9 @@ export class BulkServer {
     return this.#accepted;
   }
 
-  /** Bytes of copy blocks waiting in the pool for reuse (tests and status). */
-  get freeBlockBytes(): number {
-    return this.#blocks.freeBytes;
+  /** Copy blocks allocated so far, i.e. not recycled (tests and status). */
+  get blocksAllocated(): number {
+    return this.#blocks.allocated;
   }
 
   /** Of those, the ones that read into one reused buffer (all of them on the Node dstor ships with). */
@@ -911,9 +932,9 @@ export class BulkDialer implements StreamDialer {
     return this.#open.size;
   }
 
-  /** Bytes of copy blocks waiting in the pool for reuse (tests and status). */
-  get freeBlockBytes(): number {
-    return this.#blocks.freeBytes;
+  /** Copy blocks allocated so far, i.e. not recycled (tests and status). */
+  get blocksAllocated(): number {
+    return this.#blocks.allocated;
   }
 
   async dialProtocol(target: PeerId | Multiaddr | Multiaddr[], protocols: string | string[], options: AbortOptions = {}): Promise<Stream> {

@@ -16,8 +16,11 @@ describe("BufferPool", () => {
     pool.give([a]);
     pool.give([a]); // twice: still only once in the pool
     assert.equal(pool.freeBytes, 256);
+    assert.equal(pool.allocated, 2);
     assert.equal(pool.take(256), a);
+    assert.equal(pool.allocated, 2, "a was reused, not allocated");
     assert.notEqual(pool.take(256), a, "a is in use again; the pool must allocate");
+    assert.equal(pool.allocated, 3);
     assert.equal(pool.freeBytes, 0);
   });
 

@@ -16,7 +16,8 @@ type Op =
   | { kind: "hand"; count: number }
   | { kind: "start" }
   | { kind: "stop" }
-  | { kind: "release" };
+  | { kind: "release" }
+  | { kind: "begin" };
 
 const op: fc.Arbitrary<Op> = fc.oneof(
   { arbitrary: fc.record({ kind: fc.constant("copy" as const), length: fc.integer({ min: 1, max: 40_000 }), seed: fc.integer({ min: 0, max: 255 }) }), weight: 6 },
@@ -24,6 +25,7 @@ const op: fc.Arbitrary<Op> = fc.oneof(
   { arbitrary: fc.record({ kind: fc.constant("start" as const) }), weight: 2 },
   { arbitrary: fc.record({ kind: fc.constant("stop" as const) }), weight: 1 },
   { arbitrary: fc.record({ kind: fc.constant("release" as const) }), weight: 3 },
+  { arbitrary: fc.record({ kind: fc.constant("begin" as const) }), weight: 1 },
 );
 
 interface Copied {
@@ -87,6 +89,12 @@ test("a byte the reader may still read is never in a block given back to the poo
             blocks.release(handedThrough);
             for (const c of copies) if (c.handed && c.transient) c.dead = true;
             break;
+          case "begin":
+            // A new exchange (the connection stops recycling first, as BulkConnection.begin does).
+            blocks.stopRecycling();
+            recycling = false;
+            blocks.beginExchange();
+            break;
         }
         if (scribble(pool, BLOCK) > 0) recycled = true;
         for (const c of copies) {
@@ -113,13 +121,43 @@ test("without recycling nothing goes back to the pool; with it, a block read pas
   const from = blocks.copied;
   blocks.startRecycling(from);
   const views = Array.from({ length: 8 }, () => blocks.copy(record));
-  blocks.release(blocks.copied);
+  blocks.release(blocks.copied - 1);
   // The first recycled block is full (four records) and read past; the second is still being filled.
   assert.equal(pool.freeBytes, 64 * 1024);
   const reused = views[0]!.buffer;
-  const next = Array.from({ length: 5 }, () => blocks.copy(record));
+  blocks.copy(record);
+  const next = Array.from({ length: 4 }, () => blocks.copy(record));
   assert.equal(next[0]!.buffer, reused, "the block given back is taken again");
   blocks.stopRecycling();
   blocks.release(blocks.copied);
   assert.equal(pool.freeBytes, 0, "blocks still lent when recycling stops are not given back");
+});
+
+test("a reader that has read past every byte, transiently, gets the block being filled refilled from its start", () => {
+  const pool = new BufferPool(1 << 20);
+  const blocks = new CopyBlocks(pool);
+  const record = new Uint8Array(16 * 1024).fill(2);
+  blocks.startRecycling(0);
+  const first = blocks.copy(record);
+  blocks.copy(record);
+  blocks.release(blocks.copied);
+  const again = blocks.copy(record);
+  assert.equal(again.buffer, first.buffer);
+  assert.equal(again.byteOffset, first.byteOffset, "the block is refilled from its start");
+  assert.equal(pool.allocated, 1);
+  // Not past every byte: filled on.
+  blocks.release(blocks.copied - 1);
+  assert.equal(blocks.copy(record).byteOffset, first.byteOffset + record.byteLength);
+  // Not transient: the reader may keep what it read, so nothing is overwritten.
+  blocks.stopRecycling();
+  blocks.release(blocks.copied);
+  assert.equal(blocks.copy(record).byteOffset, first.byteOffset + 2 * record.byteLength);
+  // A new exchange starts in a block of its own; one holding nothing yet is kept for it.
+  blocks.beginExchange();
+  const fresh = blocks.copy(record);
+  assert.notEqual(fresh.buffer, first.buffer);
+  blocks.startRecycling(blocks.copied - record.byteLength);
+  blocks.release(blocks.copied);
+  blocks.beginExchange();
+  assert.equal(blocks.copy(record).buffer, fresh.buffer, "the emptied block is the next exchange's");
 });
