@@ -9,7 +9,8 @@
  *   pipeline — encrypt, erasure-code 4/6/8/10, hash, upload to ten `dstor farm`
  *   processes on 127.0.N.1 (each in its own /24) with long-tail cancellation —
  *   and the metadata commit. Deals are opened before the timed run.
- * - download: `Renter.read` of the same file into a local file, fsynced.
+ * - download: `Renter.read` of the same file into a local file, fsynced
+ *   (`fsyncMs`: how much of `ms` the final fsync took, as for disk-write).
  *
  * A real anvil runs the contracts (with hour-long epochs, see below); the
  * renter opens real deals and signs real orders. Targets: upload ≥ 0.2×, download ≥ 0.4× disk-write.
@@ -186,11 +187,22 @@ async function main(): Promise<void> {
     const target = join(root, "download.bin");
     cpu = await cpuMeter(pids);
     t0 = performance.now();
-    const { bytes: got } = await writeAndSync(target, node.renter.read("/bench", { transient: true }));
+    const { bytes: got, fsyncMs: downFsyncMs } = await writeAndSync(target, node.renter.read("/bench", { transient: true }));
     const downMs = performance.now() - t0;
     if (got !== FILE_BYTES) throw new Error(`downloaded ${got} bytes, expected ${FILE_BYTES}`);
     const down = mbps(FILE_BYTES, downMs);
-    emit({ name: "download", MBps: round(down, 1), ratioToBaseline: round(down / disk, 3), bytes: FILE_BYTES, farmers: FARMERS, strategy: "4/6/8/10", segmentMiB: SEGMENT_MIB, ...(await cpu()) });
+    emit({
+      name: "download",
+      MBps: round(down, 1),
+      ratioToBaseline: round(down / disk, 3),
+      bytes: FILE_BYTES,
+      farmers: FARMERS,
+      strategy: "4/6/8/10",
+      segmentMiB: SEGMENT_MIB,
+      ms: Math.round(downMs),
+      fsyncMs: Math.round(downFsyncMs),
+      ...(await cpu()),
+    });
   } finally {
     for (const fn of cleanups.reverse()) await fn().catch(() => {});
     await removeRoot(root);
