@@ -94,7 +94,7 @@ async function setup(options: { timeoutMs?: number; maxStreamsPerPeer?: number }
     const order = createOrder({ chainId: 1n, dealId: 1n, renter: renter.address, farmer: farmer.address, pieceId, action: OrderAction.Put, maxBytes: size });
     const signed = await signOrder(renter, 1n, order);
     const root = Buffer.from(merkleRoot(data)).toString("hex");
-    return { data, pieceId, bytes: encodePutRequest({ v: 1, ...signed, pieceId, size, root }) };
+    return { data, pieceId, renter: renter.address.toLowerCase(), bytes: encodePutRequest({ v: 1, ...signed, pieceId, size, root }) };
   };
   return { store, service, put, header };
 }
@@ -168,6 +168,42 @@ test("a refused put answers with the code even while the renter keeps sending", 
   const answer = JSON.parse(all.subarray(4, 4 + all.readUInt32BE(0)).toString()) as { ok: boolean; code: string };
   assert.deepEqual([answer.ok, answer.code], [false, "ORDER_BAD_SIGNATURE"]);
   assert.equal(store.usage().used, 0);
+  await service.stop();
+  await store.stop();
+});
+
+/** Reads the farmer's answer frame off `output`. */
+async function answerOf(output: Pipe): Promise<{ ok: boolean; code?: string }> {
+  const chunks: Uint8Array[] = [];
+  for await (const c of output) chunks.push(c);
+  const all = Buffer.concat(chunks);
+  return JSON.parse(all.subarray(4, 4 + all.readUInt32BE(0)).toString()) as { ok: boolean; code?: string };
+}
+
+test("a put is committed once the renter's end follows its data; anything after the data is refused and nothing is kept", async () => {
+  const { store, service, put, header } = await setup();
+  // The data, then the end: stored.
+  const good = memoryStream();
+  const a = await header(5000);
+  good.input.push(encodeFrame(a.bytes));
+  good.input.push(encodeFrame(a.data));
+  good.input.end();
+  await put(good.stream, "peer-a");
+  assert.deepEqual(await answerOf(good.output), { v: 1, ok: true });
+  assert.ok(Buffer.from(await store.read(a.renter, a.pieceId, 0, 5000)).equals(a.data));
+  // The data, then one more frame: refused, not kept.
+  const extra = memoryStream();
+  const b = await header(5000);
+  extra.input.push(encodeFrame(b.bytes));
+  extra.input.push(encodeFrame(b.data));
+  extra.input.push(encodeFrame(new Uint8Array([1, 2, 3])));
+  extra.input.end();
+  await put(extra.stream, "peer-a");
+  const answer = await answerOf(extra.output);
+  assert.deepEqual([answer.ok, answer.code], [false, "MESSAGE_MALFORMED"]);
+  assert.equal(await store.stat(b.renter, b.pieceId), undefined);
+  assert.equal(store.usage().used, 5000, "only the first piece counts");
+  assert.equal(store.usage().reserved, 0);
   await service.stop();
   await store.stop();
 });
