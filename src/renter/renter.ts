@@ -49,7 +49,7 @@ import { MIB } from "../core/units.js";
 import { openBlocks, openSegment, openSegmentAsync, sealedLength, sealedRangeFor, sealSegment } from "../crypto/aead.js";
 import { BufferPool, bytesEqual, fromHex, toHex, uninitializedBytes } from "../crypto/bytes.js";
 import { deriveSegmentKey, generateFileId, generateFileKey, generateSegmentSalt, segmentId } from "../crypto/keys.js";
-import { LEAF_SIZE_BYTES, leafCount, merkleRoot, merkleRootAsync, verifyMerkleMultiproof } from "../crypto/merkle.js";
+import { LEAF_SIZE_BYTES, leafCount, merkleRoot, verifyMerkleMultiproof, verifyMerkleMultiproofAsync } from "../crypto/merkle.js";
 import { createErasureCoder, type ErasureCoder, type KernelChoice } from "../erasure/index.js";
 import { formatRedundancyStrategy, parseRedundancyStrategy, type RedundancyStrategy } from "../erasure/strategy.js";
 import type { MetadataDb, RemovedFile } from "../metadata/db.js";
@@ -806,10 +806,7 @@ export class Renter {
                 // A whole piece is hashed on the thread pool: the event loop keeps receiving the others.
                 const ok =
                   data.byteLength === expectedBytes &&
-                  (proof === undefined ||
-                    (whole && proof.length === 0
-                      ? bytesEqual(await merkleRootAsync(data), root)
-                      : verifyMerkleMultiproof(root, leaves, alignedStart / LEAF_SIZE_BYTES, data, proof)));
+                  (proof === undefined || (await verifyMerkleMultiproofAsync(root, leaves, alignedStart / LEAF_SIZE_BYTES, data, proof)));
                 if (!ok) {
                   lastError = new DstorError("INTEGRITY_MISMATCH", `farmer ${address} returned piece ${number} of segment ${segment.index} with bad bytes`);
                   this.#log.warn("corrupt piece skipped", { farmer: address, segment: segment.index, piece: number });
