@@ -110,9 +110,14 @@ export class LongTailPacer {
   /** Lets put `number` hand over bytes up to `end` if it may, recording that at once (so puts woken together are ranked one by one). */
   #admit(number: number, end: number): boolean {
     if (!this.#mayAdvance(number, end)) return false;
+    this.#handOver(number, end);
+    return true;
+  }
+
+  /** Records that put `number` has handed over bytes up to `end`. */
+  #handOver(number: number, end: number): void {
     this.#progress.set(number, end);
     this.#advanced();
-    return true;
   }
 
   #mayAdvance(number: number, end: number): boolean {
@@ -152,7 +157,7 @@ export class LongTailPacer {
       const check = (): void => {
         if (!this.#mayAdvance(number, end)) return;
         done();
-        this.#admit(number, end);
+        this.#handOver(number, end);
         resolve();
       };
       const onAbort = (): void => {
@@ -161,8 +166,7 @@ export class LongTailPacer {
       };
       const keepAlive = setTimeout(() => {
         done();
-        this.#progress.set(number, end);
-        this.#advanced();
+        this.#handOver(number, end);
         resolve();
       }, this.#init.keepAliveMs);
       this.#waiters.add(check);
