@@ -1036,8 +1036,9 @@ class FsPieceStoreImpl implements FsPieceStore {
         throwIfAborted(options.signal);
         if (!this.#streams.has(handle)) throw stopped();
         const buffer = options.buffer?.();
-        if (buffer !== undefined && direct === undefined && isDirectIoMemory(buffer)) direct = await this.#openDirect(renter, pieceId);
-        if (buffer !== undefined && direct && isDirectIoMemory(buffer)) {
+        const directMemory = buffer !== undefined && isDirectIoMemory(buffer);
+        if (directMemory && direct === undefined) direct = await this.#openDirect(renter, pieceId);
+        if (buffer !== undefined && directMemory && direct) {
           // Whole blocks from the one holding `position`; the last block may pass the end of the file (a short read).
           const from = position - (position % DIRECT_IO_ALIGNMENT);
           const to = Math.min(from + chunkSize, end);
