@@ -321,6 +321,8 @@ describe("merkleRootAsync (the native hashing on libuv's thread pool)", () => {
         let proof = merkleMultiproof(tree, start, end);
         let bytes = rangeBytes(data, start, end).slice();
         let root = tree.root;
+        // Only flipping a hash can spoil an empty range (the empty piece): there is no byte to flip or drop.
+        const intact = how === 0 || (bytes.length === 0 && how !== 2);
         // 0: as served; 1: a flipped byte; 2: a flipped proof hash or root; 3: one byte short.
         if (how === 1 && bytes.length > 0) bytes[pick % bytes.length]! ^= 1;
         if (how === 2) {
@@ -329,7 +331,7 @@ describe("merkleRootAsync (the native hashing on libuv's thread pool)", () => {
         }
         if (how === 3 && bytes.length > 0) bytes = bytes.subarray(0, bytes.length - 1);
         const expected = verifyMerkleMultiproof(root, n, start, bytes, proof);
-        assert.equal(expected, how === 0 || (bytes.length === 0 && how !== 2), "the synchronous check");
+        assert.equal(expected, intact, "the synchronous check");
         assert.equal(await verifyMerkleMultiproofAsync(root, n, start, bytes, proof), expected);
       }),
       { numRuns: 80 },
