@@ -5,6 +5,7 @@
  * wrapped in a NonceManager, so concurrent sends get consecutive nonces.
  */
 import {
+  type BlockTag,
   Interface,
   JsonRpcProvider,
   NonceManager,
@@ -86,11 +87,19 @@ const GAS_MARGIN_DIVISOR = 4n;
 const GAS_MARGIN_FIXED = 25_000n;
 
 /**
- * A NonceManager that never leaves a nonce gap: ethers' NonceManager takes the
- * next nonce before the node has accepted the transaction, so one reverting
- * send would make every later transaction wait forever behind the gap. Here
- * the gas is estimated first (a revert throws before any nonce is taken), and
- * a send that still fails resets the counter from the node.
+ * A NonceManager that never leaves a nonce gap. ethers' NonceManager hands
+ * out the next nonce before the node has accepted the transaction and keeps
+ * counting when a send fails: a send that failed after a later one went out
+ * (a reverting call, a dropped connection while populating the fee data)
+ * leaves a gap every later transaction waits behind, and a reset while
+ * other sends are between nonce and broadcast hands one nonce out twice.
+ *
+ * Here the gas is estimated first (a revert throws before any nonce is
+ * taken), and taking a nonce, signing and broadcasting run one send at a
+ * time: the next nonce is only counted once the node accepted the
+ * transaction, and any failure makes the next send ask the node (`pending`
+ * counts what it accepted). Sends of one signer wait for each other's
+ * signing and broadcast only (one round trip), never for each other's mining.
  *
  * The estimate gets a margin: it is computed against the pending block, but
  * the transaction may be mined in a later block whose timestamp takes a
@@ -99,8 +108,31 @@ const GAS_MARGIN_FIXED = 25_000n;
  * runs out of gas although the estimate succeeded.
  */
 export class SafeNonceManager extends NonceManager {
+  /** The nonce the next send uses; undefined: ask the node. */
+  #next: number | undefined;
+  /** The tail of the sends: each broadcasts after the one before it settled. */
+  #tail: Promise<unknown> = Promise.resolve();
+  /** Counts {@link reset} calls, so a send that began before one does not count on. */
+  #resets = 0;
+
   override connect(provider: null | Provider): SafeNonceManager {
     return new SafeNonceManager(this.signer.connect(provider));
+  }
+
+  override async getNonce(blockTag?: BlockTag): Promise<number> {
+    if (blockTag === "pending" && this.#next !== undefined) return this.#next;
+    return this.signer.getNonce(blockTag);
+  }
+
+  /** Skips a nonce (ethers' contract: the next send uses one more). */
+  override increment(): void {
+    if (this.#next !== undefined) this.#next++;
+  }
+
+  /** Forgets the counted nonce: the next send asks the node (also when a send in flight succeeds after this). */
+  override reset(): void {
+    this.#next = undefined;
+    this.#resets++;
   }
 
   override async sendTransaction(tx: TransactionRequest): Promise<TransactionResponse> {
@@ -109,12 +141,24 @@ export class SafeNonceManager extends NonceManager {
       const estimate = await this.estimateGas(request);
       request.gasLimit = estimate + estimate / GAS_MARGIN_DIVISOR + GAS_MARGIN_FIXED;
     }
-    try {
-      return await super.sendTransaction(request);
-    } catch (error) {
-      this.reset();
-      throw error;
-    }
+    // Fee data and the rest are filled in before the queue (a placeholder
+    // nonce keeps the signer from asking the node for one); in the queue only
+    // the nonce is set, and signing and the broadcast follow.
+    const populated = await this.signer.populateTransaction({ ...request, nonce: 0 });
+    const send = this.#tail.then(async () => {
+      const resets = this.#resets;
+      const nonce = this.#next ?? (await this.signer.getNonce("pending"));
+      try {
+        const sent = await this.signer.sendTransaction({ ...populated, nonce });
+        if (this.#resets === resets) this.#next = nonce + 1;
+        return sent;
+      } catch (error) {
+        this.reset();
+        throw error;
+      }
+    });
+    this.#tail = send.catch(() => {});
+    return send;
   }
 }
 
@@ -125,7 +169,24 @@ export const TX_MINED_TIMEOUT_MS = 120_000;
 interface SentTransaction<R> {
   readonly hash?: string;
   readonly nonce?: number;
+  readonly from?: string;
+  readonly provider?: Pick<Provider, "getTransaction" | "getTransactionCount"> | null;
   wait(confirms?: number, timeout?: number): Promise<R | null>;
+}
+
+/** Why a transaction the node has not mined is stuck, as far as the node tells; "" when it cannot be asked. */
+async function stuckReason(tx: SentTransaction<unknown>): Promise<string> {
+  const { provider, from, nonce, hash } = tx;
+  if (provider === undefined || provider === null || from === undefined || nonce === undefined || hash === undefined) return "";
+  try {
+    const mined = await provider.getTransactionCount(from, "latest");
+    if (mined > nonce) return "another transaction with its nonce was mined (it was replaced)";
+    if ((await provider.getTransaction(hash)) === null) return "the node does not know it (dropped)";
+    if (mined < nonce) return `it waits behind nonce ${mined}, which was not mined either (a nonce gap or a stalled chain)`;
+    return "it is next in line in the node's pool (the chain is not mining)";
+  } catch {
+    return "";
+  }
 }
 
 /**
@@ -133,7 +194,9 @@ interface SentTransaction<R> {
  * alone waits forever: a transaction stuck behind a nonce gap (an earlier
  * send that failed after later ones went out) or on a chain that stopped
  * mining would hang a put or a farmer's start with nothing in the logs. Here
- * it fails with `TIMEOUT`, naming the transaction; a revert throws as before.
+ * it fails with `TIMEOUT`, naming the transaction and what the node says of
+ * it (replaced, dropped, behind a gap, or simply not mined); a revert throws
+ * as before.
  */
 export async function mined<R>(sent: SentTransaction<R> | Promise<SentTransaction<R>>, what: string, timeoutMs = TX_MINED_TIMEOUT_MS): Promise<R> {
   const tx = await sent;
@@ -142,10 +205,12 @@ export async function mined<R>(sent: SentTransaction<R> | Promise<SentTransactio
     receipt = await tx.wait(1, timeoutMs);
   } catch (error) {
     if (!isError(error, "TIMEOUT")) throw error;
-    throw new DstorError("TIMEOUT", `${what}: transaction ${tx.hash ?? "?"} (nonce ${tx.nonce ?? "?"}) was not mined within ${Math.round(timeoutMs / 1000)} s`, {
-      cause: error,
-      details: { hash: tx.hash, nonce: tx.nonce, timeoutMs },
-    });
+    const reason = await stuckReason(tx);
+    throw new DstorError(
+      "TIMEOUT",
+      `${what}: transaction ${tx.hash ?? "?"} (nonce ${tx.nonce ?? "?"}) was not mined within ${Math.round(timeoutMs / 1000)} s${reason === "" ? "" : `: ${reason}`}`,
+      { cause: error, details: { hash: tx.hash, nonce: tx.nonce, timeoutMs } },
+    );
   }
   if (receipt === null) throw new DstorError("CHAIN_CALL_FAILED", `${what}: transaction ${tx.hash ?? "?"} has no receipt`);
   return receipt;

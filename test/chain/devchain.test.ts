@@ -92,11 +92,48 @@ test("a transaction that is never mined fails with TIMEOUT, naming it, instead o
   await assert.rejects(
     mined(token.approve(chain.deployment.market, 1n), "approving the market", 1_000),
     (e: unknown) =>
-      isDstorError(e, "TIMEOUT") && /^approving the market: transaction 0x[0-9a-f]{64} \(nonce 0\) was not mined within 1 s$/.test((e as Error).message),
+      isDstorError(e, "TIMEOUT") &&
+      /^approving the market: transaction 0x[0-9a-f]{64} \(nonce 0\) was not mined within 1 s: it is next in line in the node's pool \(the chain is not mining\)$/.test(
+        (e as Error).message,
+      ),
   );
   // Once the chain mines again, the next transaction goes through (it queues behind the first).
   await provider.send("evm_setAutomine", [true]);
   const receipt = await mined(token.approve(chain.deployment.market, 2n), "approving the market");
   assert.equal(receipt.status, 1);
   assert.equal(await token.allowance(renter.address, chain.deployment.market), 2n);
+});
+
+test("concurrent sends from one signer, one of them refused by the node, leave no nonce gap; a gap is named when a wait times out", async (t) => {
+  const home = await mkdtemp(join(tmpdir(), "dstor-devchain-"));
+  const chain = await startDevChain({ home, port: await freePort(), params: TEST_PARAMS });
+  const provider = createProvider(chain.rpcUrl);
+  t.after(async () => {
+    provider.destroy();
+    await chain.stop();
+    await rm(home, { recursive: true, force: true });
+  });
+  const renter = Wallet.createRandom();
+  await fundDevAccount(chain.rpcUrl, chain.deployment, renter.address, 1_000n);
+  const signer = nonceSafe(renter.connect(provider));
+  const { token } = connectContracts(chain.deployment, signer);
+  // Six approvals at once; the third carries a gas limit under the intrinsic
+  // cost, so the node refuses its broadcast after it was given a nonce.
+  const sends = Array.from({ length: 6 }, (_, i) =>
+    i === 2 ? token.approve(chain.deployment.market, 100n + BigInt(i), { gasLimit: 1_000n }) : token.approve(chain.deployment.market, 100n + BigInt(i)),
+  );
+  const outcomes = await Promise.allSettled(sends.map((s) => mined(s, `approval ${sends.indexOf(s)}`, 10_000)));
+  assert.equal(outcomes[2]?.status, "rejected", "the under-gassed send is refused");
+  const failures = outcomes.filter((o, i) => i !== 2 && o.status === "rejected").map((o) => String((o as PromiseRejectedResult).reason));
+  assert.deepEqual(failures, [], "every other send is mined");
+  assert.equal(await provider.getTransactionCount(renter.address, "latest"), 5, "five transactions, nonces 0–4");
+  // The next send after all that takes the next nonce.
+  assert.equal((await mined(token.approve(chain.deployment.market, 7n), "approval 7")).status, 1);
+  assert.equal(await provider.getTransactionCount(renter.address, "latest"), 6);
+
+  // A transaction sent past a nonce nobody used waits behind the gap, and the timeout says so.
+  const skipping = await renter.connect(provider).sendTransaction({ to: renter.address, value: 0n, nonce: 8 });
+  await assert.rejects(mined(skipping, "a skipping transfer", 1_000), (e: unknown) =>
+    isDstorError(e, "TIMEOUT") && /: it waits behind nonce 6, which was not mined either \(a nonce gap or a stalled chain\)$/.test((e as Error).message),
+  );
 });
