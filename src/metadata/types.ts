@@ -88,7 +88,7 @@ export interface FarmerRecord {
   term?: number | undefined;
   /** Unix seconds at which the deal ends. */
   dealEnd?: number | undefined;
-  /** Version of the last deal state both parties signed (and that was submitted on-chain). */
+  /** Version of the last deal state the renter proposed to the farmer (kept before the farmer co-signs it, whether or not it reached the chain). */
   stateVersion?: number | undefined;
   /** Successful transfers (puts and verified gets). */
   successes: number;

@@ -13,7 +13,7 @@
 import { mined } from "../chain/signer.js";
 import type { AbortOptions } from "../core/abort.js";
 import { throwIfAborted } from "../core/abort.js";
-import { DstorError } from "../core/errors.js";
+import { DstorError, isDstorError } from "../core/errors.js";
 import { type Logger, silentLogger } from "../core/logging.js";
 import { BYTES_PER_TB, SECONDS_PER_MONTH } from "../core/units.js";
 import type { MetadataDb } from "../metadata/db.js";
@@ -28,6 +28,12 @@ export const DEFAULT_DEAL_TERM_SECONDS = Number(SECONDS_PER_MONTH);
 const DEAL_END_MARGIN_SECONDS = 3600;
 /** Bytes of storage a fresh deal's escrow covers for its term by default (100 GB). */
 export const DEFAULT_ESCROW_BYTES = 100n * 10n ** 9n;
+
+/**
+ * Times a deal-state sync skips ahead past versions the farmer refuses as
+ * replays (2, 8, 32, … versions further each time: ~700 000 in all).
+ */
+const MAX_VERSION_SKIPS = 10;
 
 /** The market calls deals need (ethers bindings fit). */
 export interface DealMarket {
@@ -178,20 +184,35 @@ export class ChainDeals implements DealProvider {
     try {
       const deal = await market.deal(dealId);
       const stored = BigInt(record.stateVersion ?? 0);
-      const version = (deal.version > stored ? deal.version : stored) + 1n;
+      let version = (deal.version > stored ? deal.version : stored) + 1n;
       const dealPieces = pieces.map((p) => ({ pieceId: fromHex(p.pieceId), pieceRoot: fromHex(p.root), size: p.size }));
-      const state = {
+      const content = {
         root: `0x${toHex(dealRoot(dealPieces))}`,
         pieceCount: BigInt(pieces.length),
         totalBytes: pieces.reduce((n, p) => n + BigInt(p.size), 0n),
-        version,
       };
       const domain = marketDomain(chainId, marketAddress);
-      const renterSignature = (await signDealState(wallet as never, domain, { dealId, term: deal.term, ...state })).toLowerCase();
-      const farmerSignature = await coSign(farmer, { dealId, term: deal.term, version, pieces: [...pieces], renterSignature }, options);
-      await mined(market.updateState(dealId, state, renterSignature, farmerSignature), `submitting the state of deal ${dealId}`);
-      await metadata.updateFarmer(farmer.address, (r) => ({ ...r, stateVersion: Number(version) }));
-      this.#log.debug("deal state updated", { farmer: farmer.address, dealId: dealId.toString(), version: version.toString(), pieces: pieces.length });
+      for (let attempt = 0; ; attempt++) {
+        const state = { ...content, version };
+        const renterSignature = (await signDealState(wallet as never, domain, { dealId, term: deal.term, ...state })).toLowerCase();
+        // Kept before the farmer sees it: a version the farmer may have
+        // co-signed is never proposed again, even when this submission fails
+        // (the farmer refuses a version it signed as a replay).
+        await metadata.updateFarmer(farmer.address, (r) => ({ ...r, stateVersion: Number(version) }));
+        let farmerSignature: string;
+        try {
+          farmerSignature = await coSign(farmer, { dealId, term: deal.term, version, pieces: [...pieces], renterSignature }, options);
+        } catch (error) {
+          // The farmer signed a newer version than metadata knows (metadata
+          // restored from an older snapshot): skip ahead, further each time.
+          if (!isDstorError(error, "ORDER_REPLAYED") || attempt >= MAX_VERSION_SKIPS) throw error;
+          version += 1n << BigInt(attempt * 2 + 1);
+          continue;
+        }
+        await mined(market.updateState(dealId, state, renterSignature, farmerSignature), `submitting the state of deal ${dealId}`);
+        this.#log.debug("deal state updated", { farmer: farmer.address, dealId: dealId.toString(), version: version.toString(), pieces: pieces.length });
+        return;
+      }
     } catch (error) {
       if (error instanceof DstorError) throw error;
       throw new DstorError("CHAIN_CALL_FAILED", `could not update the deal state with farmer ${farmer.address}: ${(error as Error).message}`, { cause: error });
