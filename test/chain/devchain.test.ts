@@ -2,12 +2,12 @@ import assert from "node:assert/strict";
 import { mkdtemp, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { test } from "node:test";
-import { Wallet } from "ethers";
+import { type TestContext, test } from "node:test";
+import { type HDNodeWallet, Wallet } from "ethers";
 import { connectContracts } from "../../src/chain/contracts.js";
 import { isDstorError } from "../../src/core/errors.js";
-import { devChainPaths, fundDevAccount, startDevChain } from "../../src/chain/devchain.js";
-import { createProvider, mined, nonceSafe } from "../../src/chain/signer.js";
+import { type DevChain, devChainPaths, fundDevAccount, startDevChain } from "../../src/chain/devchain.js";
+import { createProvider, type DstorProvider, mined, nonceSafe } from "../../src/chain/signer.js";
 import { freePort, TEST_PARAMS } from "./fixture.js";
 
 test("the dev chain survives a restart: deployment, balances, deals and a monotonic epoch", async (t) => {
@@ -76,7 +76,8 @@ test("a deployment that does not finish in time fails with TIMEOUT and stops anv
   assert.equal(chain.deployedNow, true);
 });
 
-test("a transaction that is never mined fails with TIMEOUT, naming it, instead of hanging its caller", async (t) => {
+/** A fresh dev chain (stopped after the test) and a funded wallet with no transactions yet. */
+async function fundedRenter(t: TestContext): Promise<{ chain: DevChain; provider: DstorProvider; renter: HDNodeWallet }> {
   const home = await mkdtemp(join(tmpdir(), "dstor-devchain-"));
   const chain = await startDevChain({ home, port: await freePort(), params: TEST_PARAMS });
   const provider = createProvider(chain.rpcUrl);
@@ -87,6 +88,11 @@ test("a transaction that is never mined fails with TIMEOUT, naming it, instead o
   });
   const renter = Wallet.createRandom();
   await fundDevAccount(chain.rpcUrl, chain.deployment, renter.address, 1_000n);
+  return { chain, provider, renter };
+}
+
+test("a transaction that is never mined fails with TIMEOUT, naming it, instead of hanging its caller", async (t) => {
+  const { chain, provider, renter } = await fundedRenter(t);
   const { token } = connectContracts(chain.deployment, nonceSafe(renter.connect(provider)));
   await provider.send("evm_setAutomine", [false]);
   await assert.rejects(
@@ -105,16 +111,7 @@ test("a transaction that is never mined fails with TIMEOUT, naming it, instead o
 });
 
 test("concurrent sends from one signer, one of them refused by the node, leave no nonce gap; a gap is named when a wait times out", async (t) => {
-  const home = await mkdtemp(join(tmpdir(), "dstor-devchain-"));
-  const chain = await startDevChain({ home, port: await freePort(), params: TEST_PARAMS });
-  const provider = createProvider(chain.rpcUrl);
-  t.after(async () => {
-    provider.destroy();
-    await chain.stop();
-    await rm(home, { recursive: true, force: true });
-  });
-  const renter = Wallet.createRandom();
-  await fundDevAccount(chain.rpcUrl, chain.deployment, renter.address, 1_000n);
+  const { chain, provider, renter } = await fundedRenter(t);
   const signer = nonceSafe(renter.connect(provider));
   const { token } = connectContracts(chain.deployment, signer);
   // Six approvals at once; the third carries a gas limit under the intrinsic
