@@ -17,6 +17,7 @@ import { existsSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
+import { Wallet } from "ethers";
 import { type AbortOptions, abortReason, raceSignal, sleep, withDeadline } from "../core/abort.js";
 import { spawnTied } from "../core/child.js";
 import { DstorError } from "../core/errors.js";
@@ -242,7 +243,10 @@ async function ensureDeployed(
 
 /**
  * Gives `address` ether for gas and tokens from the faucet on a dev chain
- * (anvil_setBalance; the faucet is disabled on real networks).
+ * (anvil_setBalance; the faucet is disabled on real networks). The faucet
+ * call is sent from a fresh throwaway wallet: a shared sender (anvil's first
+ * account) used by several processes at once would hand two of them the same
+ * nonce, and one funding would fail or be replaced.
  */
 export async function fundDevAccount(
   rpcUrl: string,
@@ -255,8 +259,9 @@ export async function fundDevAccount(
   try {
     await provider.send("anvil_setBalance", [address, `0x${weiBalance.toString(16)}`]);
     if (tokens > 0n) {
-      const signer = nonceSafe(await provider.getSigner(0));
-      const { token } = connectContracts(deployment, signer);
+      const sender = Wallet.createRandom(provider);
+      await provider.send("anvil_setBalance", [sender.address, `0x${(10n ** 18n).toString(16)}`]);
+      const { token } = connectContracts(deployment, nonceSafe(sender));
       await mined(token.faucet(address, tokens), "funding a dev account");
     }
   } finally {

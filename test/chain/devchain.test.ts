@@ -134,3 +134,18 @@ test("concurrent sends from one signer, one of them refused by the node, leave n
     isDstorError(e, "TIMEOUT") && /: it waits behind nonce 6, which was not mined either \(a nonce gap or a stalled chain\)$/.test((e as Error).message),
   );
 });
+
+test("dev accounts funded at the same time (as by farmers and renters starting together) all get their tokens", async (t) => {
+  const { chain, provider } = await fundedRenter(t);
+  const { token } = connectContracts(chain.deployment, provider);
+  const wallets = Array.from({ length: 8 }, () => Wallet.createRandom());
+  for (let round = 1; round <= 2; round++) {
+    const outcomes = await Promise.allSettled(wallets.map((w) => fundDevAccount(chain.rpcUrl, chain.deployment, w.address, 1_000n)));
+    assert.deepEqual(
+      outcomes.filter((o) => o.status === "rejected").map((o) => String((o as PromiseRejectedResult).reason)),
+      [],
+      `round ${round}: every funding went through`,
+    );
+    for (const w of wallets) assert.equal(await token.balanceOf(w.address), 1_000n * BigInt(round));
+  }
+});
