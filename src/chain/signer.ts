@@ -114,6 +114,8 @@ export class SafeNonceManager extends NonceManager {
   #tail: Promise<unknown> = Promise.resolve();
   /** Counts {@link reset} calls, so a send that began before one does not count on. */
   #resets = 0;
+  /** Whether {@link registerSender} knows this manager. */
+  #registered = false;
 
   override connect(provider: null | Provider): SafeNonceManager {
     return new SafeNonceManager(this.signer.connect(provider));
@@ -145,6 +147,10 @@ export class SafeNonceManager extends NonceManager {
     // nonce keeps the signer from asking the node for one); in the queue only
     // the nonce is set, and signing and the broadcast follow.
     const populated = await this.signer.populateTransaction({ ...request, nonce: 0 });
+    if (!this.#registered && typeof populated.from === "string") {
+      this.#registered = true;
+      registerSender(populated.from, this);
+    }
     const send = this.#tail.then(async () => {
       const resets = this.#resets;
       const nonce = this.#next ?? (await this.signer.getNonce("pending"));
@@ -160,6 +166,33 @@ export class SafeNonceManager extends NonceManager {
     this.#tail = send.catch(() => {});
     return send;
   }
+}
+
+/**
+ * The managers that sent from each address (lowercase `0x`), held weakly: a
+ * wait that times out makes them ask the node for the next nonce (see
+ * {@link mined}).
+ */
+const sendersOf = new Map<string, Set<WeakRef<SafeNonceManager>>>();
+
+function registerSender(address: string, manager: SafeNonceManager): void {
+  const key = address.toLowerCase();
+  const refs = sendersOf.get(key) ?? new Set();
+  refs.add(new WeakRef(manager));
+  sendersOf.set(key, refs);
+}
+
+/** Makes every live manager that sent from `address` ask the node for its next nonce. */
+function resetSendersOf(address: string): void {
+  const key = address.toLowerCase();
+  const refs = sendersOf.get(key);
+  if (refs === undefined) return;
+  for (const ref of refs) {
+    const manager = ref.deref();
+    if (manager === undefined) refs.delete(ref);
+    else manager.reset();
+  }
+  if (refs.size === 0) sendersOf.delete(key);
 }
 
 /** Longest a dstor process waits for a transaction it sent to be mined, in ms. */
@@ -195,8 +228,9 @@ async function stuckReason(tx: SentTransaction<unknown>): Promise<string> {
  * send that failed after later ones went out) or on a chain that stopped
  * mining would hang a put or a farmer's start with nothing in the logs. Here
  * it fails with `TIMEOUT`, naming the transaction and what the node says of
- * it (replaced, dropped, behind a gap, or simply not mined); a revert throws
- * as before.
+ * it (replaced, dropped, behind a gap, or simply not mined), and the signers
+ * that sent from its address take their next nonce from the node, so the
+ * next send fills a gap a dropped transaction left; a revert throws as before.
  */
 export async function mined<R>(sent: SentTransaction<R> | Promise<SentTransaction<R>>, what: string, timeoutMs = TX_MINED_TIMEOUT_MS): Promise<R> {
   const tx = await sent;
@@ -206,6 +240,10 @@ export async function mined<R>(sent: SentTransaction<R> | Promise<SentTransactio
   } catch (error) {
     if (!isError(error, "TIMEOUT")) throw error;
     const reason = await stuckReason(tx);
+    // Whatever held it up (a transaction the node dropped leaves a gap that
+    // nothing this process sends would fill), the next send asks the node:
+    // its pending count stops at the first missing nonce.
+    if (tx.from !== undefined) resetSendersOf(tx.from);
     throw new DstorError(
       "TIMEOUT",
       `${what}: transaction ${tx.hash ?? "?"} (nonce ${tx.nonce ?? "?"}) was not mined within ${Math.round(timeoutMs / 1000)} s${reason === "" ? "" : `: ${reason}`}`,

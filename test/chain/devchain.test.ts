@@ -149,3 +149,29 @@ test("dev accounts funded at the same time (as by farmers and renters starting t
     for (const w of wallets) assert.equal(await token.balanceOf(w.address), 1_000n * BigInt(round));
   }
 });
+
+test("transactions the node dropped: a wait behind the gap times out, and the next send fills it", async (t) => {
+  const { chain, provider, renter } = await fundedRenter(t);
+  const { token } = connectContracts(chain.deployment, nonceSafe(renter.connect(provider)));
+  await provider.send("evm_setAutomine", [false]);
+  const first = await token.approve(chain.deployment.market, 1n);
+  const second = await token.approve(chain.deployment.market, 2n);
+  assert.deepEqual([first.nonce, second.nonce], [0, 1]);
+  // Dropping the first drops the second, which depends on it, too.
+  await provider.send("anvil_dropTransaction", [first.hash]);
+  assert.equal(await provider.getTransaction(second.hash), null);
+  await provider.send("evm_setAutomine", [true]);
+  const third = await token.approve(chain.deployment.market, 3n);
+  assert.equal(third.nonce, 2, "the signer counts on from what the node accepted");
+  await assert.rejects(mined(third, "the third approval", 1_000), (e: unknown) =>
+    isDstorError(e, "TIMEOUT") && /: it waits behind nonce 0, which was not mined either \(a nonce gap or a stalled chain\)$/.test((e as Error).message),
+  );
+  // The timeout made the signer ask the node: the next send takes nonce 0, and the third follows it.
+  const fourth = await token.approve(chain.deployment.market, 4n);
+  assert.equal(fourth.nonce, 0);
+  assert.equal((await mined(fourth, "the fourth approval", 10_000)).status, 1);
+  assert.equal(await provider.getTransactionCount(renter.address, "latest"), 1, "the third still waits behind nonce 1");
+  assert.equal((await mined(token.approve(chain.deployment.market, 5n), "the fifth approval", 10_000)).status, 1);
+  assert.equal((await provider.waitForTransaction(third.hash, 1, 10_000))?.status, 1, "with nonce 1 taken, the third is mined");
+  assert.equal(await token.allowance(renter.address, chain.deployment.market), 3n, "mined in nonce order: fourth, fifth, third");
+});
