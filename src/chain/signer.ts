@@ -178,6 +178,7 @@ const sendersOf = new Map<string, Set<WeakRef<SafeNonceManager>>>();
 function registerSender(address: string, manager: SafeNonceManager): void {
   const key = address.toLowerCase();
   const refs = sendersOf.get(key) ?? new Set();
+  for (const ref of refs) if (ref.deref() === undefined) refs.delete(ref);
   refs.add(new WeakRef(manager));
   sendersOf.set(key, refs);
 }
