@@ -146,6 +146,14 @@ test("a peer over its concurrent stream cap is reset at once", async () => {
   await store.stop();
 });
 
+/** Reads the farmer's answer frame off `output`. */
+async function answerOf(output: Pipe): Promise<{ ok: boolean; code?: string }> {
+  const chunks: Uint8Array[] = [];
+  for await (const c of output) chunks.push(c);
+  const all = Buffer.concat(chunks);
+  return JSON.parse(all.subarray(4, 4 + all.readUInt32BE(0)).toString()) as { ok: boolean; code?: string };
+}
+
 test("a refused put answers with the code even while the renter keeps sending", async () => {
   const { store, service, put, header } = await setup();
   const { stream, input, output } = memoryStream();
@@ -162,23 +170,12 @@ test("a refused put answers with the code even while the renter keeps sending", 
   await writeFrame(sink, h.data);
   input.end();
   await put(stream, "peer-a");
-  const chunks: Uint8Array[] = [];
-  for await (const c of output) chunks.push(c);
-  const all = Buffer.concat(chunks);
-  const answer = JSON.parse(all.subarray(4, 4 + all.readUInt32BE(0)).toString()) as { ok: boolean; code: string };
+  const answer = await answerOf(output);
   assert.deepEqual([answer.ok, answer.code], [false, "ORDER_BAD_SIGNATURE"]);
   assert.equal(store.usage().used, 0);
   await service.stop();
   await store.stop();
 });
-
-/** Reads the farmer's answer frame off `output`. */
-async function answerOf(output: Pipe): Promise<{ ok: boolean; code?: string }> {
-  const chunks: Uint8Array[] = [];
-  for await (const c of output) chunks.push(c);
-  const all = Buffer.concat(chunks);
-  return JSON.parse(all.subarray(4, 4 + all.readUInt32BE(0)).toString()) as { ok: boolean; code?: string };
-}
 
 test("a put is committed once the renter's end follows its data; anything after the data is refused and nothing is kept", async () => {
   const { store, service, put, header } = await setup();

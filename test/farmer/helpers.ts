@@ -88,7 +88,6 @@ export async function collect<T>(iterable: AsyncIterable<T>): Promise<T[]> {
   return out;
 }
 
-
 /** Whether `dir`'s file system takes O_DIRECT (tmpfs does not). */
 export async function takesDirectIo(dir: string): Promise<boolean> {
   const probe = join(dir, "direct-io-probe");
